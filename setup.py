@@ -1,0 +1,22 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="invertible_keras",
+    version="0.1.0",
+    description="Fully invertible classifiers (fiRevNets), metamers and iCE training for Keras 3.",
+    packages=find_packages(include=["invertible_keras", "invertible_keras.*", "train", "configs"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow==2.21.*",
+        "keras>=3.15,<4",
+        "tensorflow-probability==0.25.*",
+        "tf-keras==2.21.*",  # tensorflow-probability imports it
+        "tensorflow-datasets==4.9.*",
+        "numpy",
+        "absl-py",
+        "ml_collections",
+        "matplotlib",
+        "psutil",
+    ],
+    extras_require={"test": ["pytest"]},
+)
