@@ -17,6 +17,7 @@ setup(
         "ml_collections",
         "matplotlib",
         "psutil",
+        "tensorboard",
     ],
     extras_require={"test": ["pytest"]},
 )

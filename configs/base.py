@@ -1,0 +1,52 @@
+"""Defaults shared by every experiment; the other config files override what differs.
+
+Every field other parts of the project rely on is here (DESIGN.md, "Config fields").
+"""
+
+import ml_collections
+
+
+def get_config():
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "spheres"            # spheres | mnist | fashion_mnist | imagenet2012
+    config.data.source = "auto"             # auto | tfds | idx
+    config.data.idx_dir = None              # directory with the four IDX files (offline)
+    config.data.data_dir = None             # TFDS data dir
+    config.data.batch_size = 64             # global batch size
+    config.data.seed = config.get_ref("seed")
+    config.data.dequantize = False          # uniform noise of one grey level (images)
+    config.data.random_shift = 0            # max shift in pixels (the paper's MNIST: 3)
+    config.data.shuffle_buffer = 10_000
+
+    config.model = ml_collections.ConfigDict()
+    config.model.kind = "dense"             # dense | conv | imagenet
+    config.model.reversible_gradients = False
+
+    config.train = ml_collections.ConfigDict()
+    config.train.loss = "ice"               # ce | ice
+    config.train.epochs = 1
+    config.train.steps_per_epoch = None     # None: one pass over the training split
+    config.train.eval_steps = None          # None: the whole test split
+    config.train.optimizer = "adam"         # adam | adamax | sgd
+    config.train.learning_rate = 1e-3
+    config.train.momentum = 0.9             # sgd only
+    config.train.weight_decay = 0.0         # decoupled, in the optimizer
+    config.train.lr_decay_epochs = 0        # multiply lr by lr_decay_factor every n epochs (0: off)
+    config.train.lr_decay_factor = 0.2
+    config.train.clipnorm = None
+    config.train.jit_compile = False        # XLA; see bench/speed.py
+    config.train.distribute = "auto"        # auto | none | mirrored | multi_worker
+    config.train.metamer_images = 8         # metamer grid in TensorBoard each epoch (images only)
+    config.train.export = True              # SavedModel in workdir/export at the end
+
+    config.ice = ml_collections.ConfigDict()
+    config.ice.adversary = "shuffled"       # shuffled (authors' code) | negative (paper, Def. 7)
+    config.ice.beta = 1.0                   # weight of the adversarial term
+    config.ice.gamma = 1.0                  # weight of L_MLE
+    config.ice.nuisance_steps = 1           # D_phi steps per batch (authors' code: 5)
+    config.ice.nuisance_hidden_units = (512, 512, 512)
+    config.ice.nuisance_learning_rate = 1e-3
+    return config

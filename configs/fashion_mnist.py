@@ -1,0 +1,41 @@
+"""Fashion-MNIST conv fiRevNet (the paper's MNIST recipe, appendix B, on Fashion-MNIST).
+
+`:cpu` (default) is sized for a 2-core CPU; `:paper` is appendix B: 3 stages x 16 blocks x 128
+filters with batch norm, Adamax 1e-3, 100 epochs, lr x0.2 every 30, batch 64, l2 1e-4, random
+shifts of 3 px, dequantised inputs, nuisance classifier 3 x 512, 5 nuisance steps (authors' code).
+"""
+
+from configs import base
+
+
+def get_config(variant="cpu"):
+    config = base.get_config()
+    config.data.name = "fashion_mnist"
+    config.data.idx_dir = None              # default: /usr/share/datasets/fashion-mnist (Debian)
+    config.data.dequantize = True
+    config.data.batch_size = 64
+    config.model.kind = "conv"
+    config.model.blocks_per_stage = 2
+    config.model.filters = 32
+    config.model.batch_norm = False
+    config.train.optimizer = "adamax"
+    config.train.learning_rate = 1e-3
+    config.train.epochs = 2
+    config.train.steps_per_epoch = 300
+    config.train.eval_steps = 40
+    config.ice.nuisance_hidden_units = (512, 512, 512)
+    if variant == "paper":
+        config.data.random_shift = 3
+        config.model.blocks_per_stage = 16
+        config.model.filters = 128
+        config.model.batch_norm = True
+        config.train.epochs = 100
+        config.train.steps_per_epoch = None
+        config.train.eval_steps = None
+        config.train.lr_decay_epochs = 30
+        config.train.lr_decay_factor = 0.2
+        config.train.weight_decay = 1e-4
+        config.ice.nuisance_steps = 5
+    elif variant != "cpu":
+        raise ValueError(f"Unknown variant {variant!r}; expected 'cpu' or 'paper'.")
+    return config

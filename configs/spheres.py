@@ -1,0 +1,33 @@
+"""Adversarial spheres (paper, Section 5.1 and appendix B).
+
+`--config=configs/spheres.py` is sized for a 2-core CPU; `--config=configs/spheres.py:paper`
+is appendix B: 500k samples, 10 epochs, Adam 1e-4, nuisance classifier 3 x 1000 ReLU.
+"""
+
+from configs import base
+
+
+def get_config(variant="cpu"):
+    config = base.get_config()
+    config.data.name = "spheres"
+    config.data.dim = 100
+    config.data.radii = (1.0, 10.0)
+    config.data.num_train = 50_000
+    config.data.num_test = 10_000
+    config.data.batch_size = 128
+    config.model.kind = "dense"
+    config.model.input_dim = config.data.get_ref("dim")
+    config.model.num_blocks = 4
+    config.model.hidden_units = 256
+    config.train.epochs = 5
+    config.train.learning_rate = 1e-3
+    config.ice.nuisance_hidden_units = (256, 256, 256)
+    if variant == "paper":
+        config.data.num_train = 500_000
+        config.model.hidden_units = 1000
+        config.train.epochs = 10
+        config.train.learning_rate = 1e-4
+        config.ice.nuisance_hidden_units = (1000, 1000, 1000)
+    elif variant != "cpu":
+        raise ValueError(f"Unknown variant {variant!r}; expected 'cpu' or 'paper'.")
+    return config

@@ -1,0 +1,26 @@
+"""Trains a fiRevNet with CE or iCE.
+
+    python -m train.train --config=configs/spheres.py --workdir=/tmp/spheres \
+        [--config.train.loss=ce ...]
+
+Rerunning the same command resumes from the last checkpoint in workdir.
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from invertible_keras import train_lib
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, metrics and export.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    train_lib.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main)
