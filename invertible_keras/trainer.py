@@ -115,7 +115,7 @@ class Trainer(keras.Model):
         return terms, z_s, z_n, nuisance_logits
 
     def train_step(self, data):
-        x, y = data
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             terms, z_s, z_n, nuisance_logits = self._terms(x, y, training=True)
             loss = tf.nn.compute_average_loss(terms["loss"])
@@ -133,7 +133,7 @@ class Trainer(keras.Model):
         return self._update_metrics(terms, y, z_s, nuisance_logits)
 
     def test_step(self, data):
-        x, y = data
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         terms, z_s, _, nuisance_logits = self._terms(x, y, training=False)
         return self._update_metrics(terms, y, z_s, nuisance_logits)
 
