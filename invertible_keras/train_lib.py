@@ -145,7 +145,10 @@ def train_and_evaluate(config, workdir):
     with strategy.scope():
         trainer = build_trainer(config, init_x)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        checkpoint = tf.train.Checkpoint(trainer=trainer, optimizer=trainer.optimizer,
+        # Keras 3 models are not tf.train trackables: list their backing tf.Variables (trainable
+        # and not: ActNorm's `initialized`, batch-norm statistics, the fixed permutations) in
+        # creation order, which the same config reproduces.
+        checkpoint = tf.train.Checkpoint(weights=[w.value for w in trainer.weights], optimizer=trainer.optimizer,
                                          nuisance_optimizer=trainer.nuisance_optimizer, epoch=epoch)
     manager = tf.train.CheckpointManager(checkpoint, _checkpoint_dir(workdir, strategy), max_to_keep=3)
     if manager.latest_checkpoint:

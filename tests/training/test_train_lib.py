@@ -1,0 +1,138 @@
+"""End to end through the binary: artifacts, resume after a kill, NaN handling, ActNorm init."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from configs import smoke
+from invertible_keras import data, train_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TRAIN = [sys.executable, "-m", "train.train", "--config=configs/smoke.py"]
+
+
+def _run(args, **kwargs):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.Popen(TRAIN + args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, **kwargs)
+
+
+def test_smoke_run_through_the_binary_writes_every_artifact(tmp_path):
+    proc = _run([f"--workdir={tmp_path}", "--config.train.loss=ice", "--config.ice.nuisance_steps=2"])
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["resumed_from_epoch"] == 0
+    assert metrics["config"]["ice"]["nuisance_steps"] == 2  # the override reached the config
+    for key in ("loss", "semantic_ce", "nuisance_ce", "mle", "accuracy", "nuisance_accuracy"):
+        assert np.isfinite(metrics["test"][key]), key
+    assert len(metrics["history"]["loss"]) == 2
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
+    events = list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events and all(e.stat().st_size > 0 for e in events)
+    loaded = tf.saved_model.load(str(tmp_path / "export"))
+    x = next(iter(data.load_dataset(smoke.get_config().data, "test", training=False)))[0][:4]
+    z_s, z_n = loaded.encode(x)
+    assert z_s.shape == (4, 2) and z_n.shape == (4, 8)
+    np.testing.assert_allclose(loaded.decode(z_s, z_n), x, atol=1e-4)
+
+
+def test_killed_run_resumes_from_the_last_checkpoint_and_finishes(tmp_path):
+    args = [f"--workdir={tmp_path}", "--config.train.epochs=8", "--config.data.num_train=4096"]
+    proc = _run(args)
+    deadline = time.time() + 240
+    while not tf.train.latest_checkpoint(str(tmp_path / "checkpoints")):
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "metrics.json").exists(), "the run finished before it was killed"
+    killed_at = int(tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).rsplit("-", 1)[1])
+    assert 1 <= killed_at < 8
+
+    proc = _run(args)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["resumed_from_epoch"] >= killed_at
+    assert metrics["epochs"] == 8
+    assert len(metrics["history"]["loss"]) == 8 - metrics["resumed_from_epoch"]
+
+
+def _tiny_conv_config(epochs):
+    config = smoke.get_config()
+    config.data.name = "fashion_mnist"
+    config.data.batch_size = 16
+    config.data.shuffle_buffer = 64
+    config.model = config.model.__class__({"kind": "conv", "blocks_per_stage": 1, "filters": 8,
+                                           "batch_norm": False})
+    config.train.epochs = epochs
+    config.train.steps_per_epoch = 3
+    config.train.eval_steps = 2
+    config.train.metamer_images = 2
+    config.train.export = False
+    return config
+
+
+def _actnorm_weights(network):
+    """ActNorm weights in creation order (names carry per-process counters)."""
+    return [(w.name, w.numpy().copy()) for w in network.weights if "act_norm" in w.path]
+
+
+@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"), reason="needs dataset-fashion-mnist")
+def test_actnorm_is_initialised_once_and_not_again_on_resume(tmp_path, monkeypatch):
+    seen = {}
+    build_trainer = train_lib.build_trainer
+
+    def spy(config, example_batch):
+        seen["trainer"] = build_trainer(config, example_batch)
+        return seen["trainer"]
+
+    monkeypatch.setattr(train_lib, "build_trainer", spy)
+    train_lib.train_and_evaluate(_tiny_conv_config(epochs=1), str(tmp_path))
+    after_first = _actnorm_weights(seen["trainer"].network)
+    assert after_first and all(np.any(v != 0) for name, v in after_first if name == "bias")
+
+    # Same workdir, nothing left to train: the restored ActNorm must not be re-initialised
+    # from the (different) first batch of this run.
+    config = _tiny_conv_config(epochs=1)
+    config.seed = 1
+    metrics = train_lib.train_and_evaluate(config, str(tmp_path))
+    assert metrics["resumed_from_epoch"] == 1
+    after_resume = _actnorm_weights(seen["trainer"].network)
+    assert [name for name, _ in after_resume] == [name for name, _ in after_first]
+    for (name, value), (_, first) in zip(after_resume, after_first):
+        np.testing.assert_array_equal(value, first, err_msg=name)
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    config = smoke.get_config()
+    config.train.epochs = 3
+    config.train.export = False
+    train_lib.train_and_evaluate(config, str(tmp_path))  # 3 good epochs: ckpt-3
+    good = tf.train.load_checkpoint(str(tmp_path / "checkpoints"))
+    good_values = {k: good.get_tensor(k) for k in good.get_variable_to_shape_map() if k.startswith("weights/")}
+    assert len(good_values) > 10
+
+    load = data.load_dataset
+
+    def poisoned(data_config, split, training):
+        ds = load(data_config, split, training)
+        return ds.map(lambda x, y: (x * np.nan, y)) if training else ds
+
+    monkeypatch.setattr(data, "load_dataset", poisoned)
+    config.train.epochs = 5
+    with pytest.raises(train_lib.TrainingDivergedError, match=r"NaN or Inf in epoch 4.*epoch 3"):
+        train_lib.train_and_evaluate(config, str(tmp_path))
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-3")
+    kept = tf.train.load_checkpoint(str(tmp_path / "checkpoints"))
+    for key, value in good_values.items():
+        np.testing.assert_array_equal(kept.get_tensor(key), value)
