@@ -84,6 +84,13 @@ class Trainer(keras.Model):
         self.optimizer.build(self.main_variables)
         self.nuisance_optimizer.build(self.nuisance_classifier.trainable_variables)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15 runs a symbolic build at the start of `fit` under a strategy, reducing a
+        # sample batch with a collective MEAN that fails under MultiWorkerMirroredStrategy.
+        # Every variable of this model exists before `fit` (`build_optimizers`), so skip it.
+        if not (self.optimizer.built and self.nuisance_optimizer.built):
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     @property
     def main_variables(self):
         return self.network.trainable_variables + self.prior.trainable_variables
@@ -144,4 +151,9 @@ class Trainer(keras.Model):
         self.nuisance_accuracy.update_state(y, nuisance_logits)
         if self.num_levels:
             self.bits_per_dim.update_state(terms["mle"] / math.log(2.0) + math.log2(self.num_levels))
-        return {m.name: m.result() for m in self.metrics}
+        logs = {m.name: m.result() for m in self.metrics}
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3.15 reduces multi-worker logs with strategy.reduce("MEAN", axis=0): give
+            # them an axis of length 1 to reduce over (the result is the scalar again).
+            logs = {name: value[None] for name, value in logs.items()}
+        return logs
