@@ -99,6 +99,9 @@ def test_actnorm_is_initialised_once_and_not_again_on_resume(tmp_path, monkeypat
     monkeypatch.setattr(train_lib, "build_trainer", spy)
     train_lib.train_and_evaluate(_tiny_conv_config(epochs=1), str(tmp_path))
     after_first = _actnorm_weights(seen["trainer"].network)
+    image_tags = {v.tag for event in (tmp_path / "tensorboard" / "metamers").glob("events.*")
+                  for record in tf.compat.v1.train.summary_iterator(str(event)) for v in record.summary.value}
+    assert "metamers/logits_metamer_nuisance" in image_tags
     assert after_first and all(np.any(v != 0) for name, v in after_first if name == "bias")
 
     # Same workdir, nothing left to train: the restored ActNorm must not be re-initialised
