@@ -171,7 +171,7 @@ def train_and_evaluate(config, workdir):
                                        os.path.join(workdir, "tensorboard", "metamers")))
 
     history = trainer.fit(train_ds, epochs=config.train.epochs, initial_epoch=resumed_from,
-                          steps_per_epoch=steps, validation_data=test_ds, callbacks=callbacks,
+                          steps_per_epoch=steps, validation_data=test_ds, callbacks=callbacks, shuffle=False,
                           verbose=2)
     losses = history.history.get("loss", [])
     if not np.all(np.isfinite(losses)) or trainer.stop_training and losses:
