@@ -44,7 +44,9 @@ def get_config():
 
     config.ice = ml_collections.ConfigDict()
     config.ice.adversary = "shuffled"       # shuffled (authors' code) | negative (paper, Def. 7)
-    config.ice.beta = 1.0                   # weight of the adversarial term
+    # Weight of the adversarial term: the authors' 0.05. With 1.0 the adversary swamped the
+    # logits of the CPU Fashion-MNIST config (measured: 80 % logit test error vs 26 % for CE).
+    config.ice.beta = 0.05
     config.ice.gamma = 1.0                  # weight of L_MLE
     config.ice.nuisance_steps = 1           # D_phi steps per batch (authors' code: 5)
     config.ice.nuisance_hidden_units = (512, 512, 512)

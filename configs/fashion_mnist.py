@@ -2,7 +2,8 @@
 
 `:cpu` (default) is sized for a 2-core CPU; `:paper` is appendix B: 3 stages x 16 blocks x 128
 filters with batch norm, Adamax 1e-3, 100 epochs, lr x0.2 every 30, batch 64, l2 1e-4, random
-shifts of 3 px, dequantised inputs, nuisance classifier 3 x 512, 5 nuisance steps (authors' code).
+shifts of 3 px, dequantised inputs, nuisance classifier 3 x 512, 5 nuisance steps (authors' code);
+`:quick` is a seconds-long run for tests of `python -m train.reproduce --quick`.
 """
 
 from configs import base
@@ -36,6 +37,16 @@ def get_config(variant="cpu"):
         config.train.lr_decay_factor = 0.2
         config.train.weight_decay = 1e-4
         config.ice.nuisance_steps = 5
+    elif variant == "quick":
+        config.data.batch_size = 32
+        config.data.shuffle_buffer = 1_000
+        config.model.blocks_per_stage = 1
+        config.model.filters = 8
+        config.train.epochs = 1
+        config.train.steps_per_epoch = 10
+        config.train.eval_steps = 4
+        config.train.metamer_images = 0
+        config.ice.nuisance_hidden_units = (64, 64, 64)
     elif variant != "cpu":
-        raise ValueError(f"Unknown variant {variant!r}; expected 'cpu' or 'paper'.")
+        raise ValueError(f"Unknown variant {variant!r}; expected 'cpu', 'quick' or 'paper'.")
     return config

@@ -1,7 +1,8 @@
 """Adversarial spheres (paper, Section 5.1 and appendix B).
 
 `--config=configs/spheres.py` is sized for a 2-core CPU; `--config=configs/spheres.py:paper`
-is appendix B: 500k samples, 10 epochs, Adam 1e-4, nuisance classifier 3 x 1000 ReLU.
+is appendix B: 500k samples, 10 epochs, Adam 1e-4, nuisance classifier 3 x 1000 ReLU;
+`:quick` is a seconds-long run for tests of `python -m train.reproduce --quick`.
 """
 
 from configs import base
@@ -28,6 +29,12 @@ def get_config(variant="cpu"):
         config.train.epochs = 10
         config.train.learning_rate = 1e-4
         config.ice.nuisance_hidden_units = (1000, 1000, 1000)
+    elif variant == "quick":
+        config.data.num_train = 2048
+        config.data.num_test = 1024
+        config.model.hidden_units = 32
+        config.train.epochs = 1
+        config.ice.nuisance_hidden_units = (32, 32, 32)
     elif variant != "cpu":
-        raise ValueError(f"Unknown variant {variant!r}; expected 'cpu' or 'paper'.")
+        raise ValueError(f"Unknown variant {variant!r}; expected 'cpu', 'quick' or 'paper'.")
     return config

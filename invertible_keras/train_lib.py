@@ -86,6 +86,17 @@ def build_trainer(config, example_batch):
     return trainer
 
 
+def make_checkpoint(trainer, epoch):
+    """The `tf.train.Checkpoint` of a run: every model variable, both optimizers, the epoch.
+
+    Keras 3 models are not tf.train trackables: their backing tf.Variables (trainable and not:
+    ActNorm's `initialized`, batch-norm statistics, fixed permutations) are listed in creation
+    order, which the same config reproduces.
+    """
+    return tf.train.Checkpoint(weights=[w.value for w in trainer.weights], optimizer=trainer.optimizer,
+                               nuisance_optimizer=trainer.nuisance_optimizer, epoch=epoch)
+
+
 class CheckpointCallback(keras.callbacks.Callback):
     """Saves a checkpoint after every epoch whose loss is finite."""
 
@@ -145,11 +156,7 @@ def train_and_evaluate(config, workdir):
     with strategy.scope():
         trainer = build_trainer(config, init_x)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        # Keras 3 models are not tf.train trackables: list their backing tf.Variables (trainable
-        # and not: ActNorm's `initialized`, batch-norm statistics, the fixed permutations) in
-        # creation order, which the same config reproduces.
-        checkpoint = tf.train.Checkpoint(weights=[w.value for w in trainer.weights], optimizer=trainer.optimizer,
-                                         nuisance_optimizer=trainer.nuisance_optimizer, epoch=epoch)
+        checkpoint = make_checkpoint(trainer, epoch)
     manager = tf.train.CheckpointManager(checkpoint, _checkpoint_dir(workdir, strategy), max_to_keep=3)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()

@@ -1,0 +1,225 @@
+"""Evaluation of a trained run: everything `python -m train.evaluate --workdir=DIR` reports.
+
+For a run directory written by `train_lib.train_and_evaluate` this measures, on the frozen
+network,
+
+* logit error: the error of D(x) = argmax z_s(x) on training and test examples;
+* nuisance error: a fresh post-hoc nuisance classifier trained on z_n of the training
+  examples, its error on both (paper, Table 2; `analysis.nuisance`);
+* invertibility: max and mean |F^-1(F(x)) - x| on test data, uniform noise and metamers
+  (`analysis.invertibility`);
+* metamer attack rate: the share of metamers F^-1(z_s(a), z_n(b)) that the oracle assigns to
+  b's class while D keeps a's (`analysis.attack`, `analysis.oracles`),
+
+and writes them to `DIR/eval.json`. Training examples are read without augmentation, in the
+split's order.
+
+The network is loaded from `DIR/export` (the SavedModel of a finished run; needs no model
+code) or rebuilt from `DIR/checkpoints` exactly as training built it
+(`train_lib.build_trainer`, restored through `train_lib.make_checkpoint`), see
+`load_run`.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import ml_collections
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from invertible_keras import data, train_lib
+from invertible_keras.analysis import attack, invertibility, network as network_lib, nuisance, oracles
+
+SOURCES = ("auto", "export", "checkpoint")
+EVAL_FILE = "eval.json"
+
+
+@dataclasses.dataclass
+class EvalSettings:
+    """Sizes and settings of an evaluation (CPU-friendly defaults).
+
+    Attributes:
+        num_train: training examples for the train errors and to fit the nuisance classifier
+            (at most: a smaller split is used whole).
+        num_test: test examples for the test errors, invertibility and metamer pairs (at most).
+        nuisance_epochs: epochs of the post-hoc nuisance classifier.
+        nuisance_batch_size: its batch size.
+        attack_pairs: number of (a, b) pairs of the metamer attack.
+        oracle_epochs: epochs of the CNN oracle of image data (trained once, then cached).
+        oracle_steps_per_epoch: None for full epochs; an int for a short oracle (tests).
+        oracle_cache_dir: where the CNN oracle is kept; None: `oracles.default_cache_dir()`.
+        source: "auto" (export if present, else checkpoint), "export" or "checkpoint".
+        batch_size: examples per call of the network.
+        seed: seed of the nuisance classifier, the pairs and the noise.
+    """
+
+    num_train: int = 10_000
+    num_test: int = 2_000
+    nuisance_epochs: int = 10
+    nuisance_batch_size: int = 128
+    attack_pairs: int = 1_000
+    oracle_epochs: int = 2
+    oracle_steps_per_epoch: int | None = None
+    oracle_cache_dir: str | None = None
+    source: str = "auto"
+    batch_size: int = 256
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """What `evaluate_run` measured, and the objects the figures need.
+
+    Attributes:
+        results: the dict written to eval.json.
+        config: the run's config.
+        network: the loaded `analysis.network.Network`.
+        nuisance_classifier: the post-hoc nuisance classifier (Keras model on raw z_n).
+        x_test, y_test: the test examples used.
+    """
+
+    results: dict
+    config: ml_collections.ConfigDict
+    network: network_lib.Network
+    nuisance_classifier: object
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def load_config(workdir):
+    """The config of a run, from the "config" entry of `workdir/metrics.json`."""
+    path = os.path.join(workdir, "metrics.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"No metrics.json in workdir={workdir!r}: it is written when training finishes. Finish the run "
+            "first (rerunning `python -m train.train` with the same --config and --workdir resumes it).")
+    with open(path) as f:
+        return ml_collections.ConfigDict(json.load(f)["config"])
+
+
+def load_run(workdir, source="auto"):
+    """Loads a trained run: `(config, network)`.
+
+    Args:
+        workdir: the run directory.
+        source: "export" loads `workdir/export` (TensorFlow only); "checkpoint" rebuilds the
+            network with `train_lib.build_trainer(config, ...)` and restores the latest
+            checkpoint of `workdir/checkpoints`; "auto" takes the export when it exists (the
+            final state of a finished run), else the checkpoint.
+
+    Returns:
+        `(config, network)`, `network` an `analysis.network.Network`.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"`source` must be one of {SOURCES}. Received: source={source!r}")
+    config = load_config(workdir)
+    export_dir = os.path.join(workdir, "export")
+    if source == "export" or (source == "auto" and os.path.isfile(os.path.join(export_dir, "saved_model.pb"))):
+        return config, network_lib.Network.from_saved_model(export_dir)
+    return config, _network_from_checkpoint(config, os.path.join(workdir, "checkpoints"))
+
+
+def _network_from_checkpoint(config, checkpoint_dir):
+    latest = tf.train.latest_checkpoint(checkpoint_dir)
+    if latest is None:
+        raise FileNotFoundError(f"No checkpoint in {checkpoint_dir!r} and no export beside it; train the run first.")
+    example = next(iter(data.load_dataset(config.data, "test", training=False)))[0]
+    trainer = train_lib.build_trainer(config, example)
+    checkpoint = train_lib.make_checkpoint(trainer, tf.Variable(0, dtype=tf.int64, name="epoch"))
+    checkpoint.restore(latest).assert_existing_objects_matched()
+    return network_lib.Network.from_model(trainer.network, source=f"checkpoint:{latest}")
+
+
+def evaluate_run(workdir, settings=None, write=True):
+    """Evaluates the run in `workdir` and writes `workdir/eval.json` (see the module docstring).
+
+    Args:
+        workdir: a run directory of `train_lib.train_and_evaluate`.
+        settings: an `EvalSettings`; None for the defaults.
+        write: whether to write eval.json.
+
+    Returns:
+        An `Evaluation`.
+    """
+    settings = settings or EvalSettings()
+    start = time.time()
+    config, network = load_run(workdir, settings.source)
+    x_train, y_train = network_lib.take_examples(
+        data.load_dataset(config.data, "train", training=False), settings.num_train)
+    x_test, y_test = network_lib.take_examples(
+        data.load_dataset(config.data, "test", training=False), settings.num_test)
+    for split, requested, y in (("train", settings.num_train, y_train), ("test", settings.num_test, y_test)):
+        if len(y) < requested:
+            logging.warning("The %s split holds %d examples, fewer than the %d requested; using all.",
+                            split, len(y), requested)
+    is_images = len(network.input_shape) == 3
+
+    logit_error = {split: float(np.mean(network_lib.predict(network, x, settings.batch_size) != y))
+                   for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test))}
+    classifier, nuisance_error = nuisance.posthoc_nuisance_error(
+        network, x_train, y_train, x_test, y_test, hidden_units=tuple(config.ice.nuisance_hidden_units),
+        epochs=settings.nuisance_epochs, batch_size=settings.nuisance_batch_size,
+        learning_rate=config.ice.get("nuisance_learning_rate", 1e-3), seed=settings.seed)
+    inverse_errors = invertibility.invertibility_errors(network, x_test, settings.seed, settings.batch_size)
+    oracle = oracles.make_oracle(config.data, settings.oracle_cache_dir, settings.oracle_epochs,
+                                 settings.oracle_steps_per_epoch)
+    attack_results = attack.metamer_attack(network, x_test, y_test, oracle, settings.attack_pairs, settings.seed,
+                                           value_range=(0.0, 1.0) if is_images else None,
+                                           batch_size=settings.batch_size)
+    attack_results["oracle"] = oracle.description
+
+    results = {
+        "workdir": os.path.abspath(workdir),
+        "network_source": network.source,
+        "loss": config.train.loss,
+        "data": config.data.name,
+        "num_examples": {"train": len(y_train), "test": len(y_test)},
+        "logit_error": logit_error,
+        "nuisance_error": nuisance_error,
+        "invertibility": inverse_errors,
+        "metamer_attack": attack_results,
+        "settings": dataclasses.asdict(settings),
+        "config": config.to_dict(),
+        "wall_time_s": time.time() - start,
+    }
+    if write:
+        train_lib.write_json_atomic(os.path.join(workdir, EVAL_FILE), results)
+    return Evaluation(results, config, network, classifier, x_test, y_test)
+
+
+def summary_table(results):
+    """A readable text table of an eval.json dict."""
+    n = results["num_examples"]
+    inv = results["invertibility"]
+    att = results["metamer_attack"]
+    rows = [
+        (f"logit error, train ({n['train']} ex.)", _pct(results["logit_error"]["train"])),
+        (f"logit error, test ({n['test']} ex.)", _pct(results["logit_error"]["test"])),
+        ("nuisance-classifier error, train", _pct(results["nuisance_error"]["train"])),
+        ("nuisance-classifier error, test", _pct(results["nuisance_error"]["test"])),
+        ("max |F^-1(F(x)) - x|, test / noise / metamer",
+         " / ".join(f"{inv[k]['max']:.2e}" for k in ("test", "noise", "metamer"))),
+        ("mean |F^-1(F(x)) - x|, test / noise / metamer",
+         " / ".join(f"{inv[k]['mean']:.2e}" for k in ("test", "noise", "metamer"))),
+        (f"metamer attack rate ({att['num_pairs']} pairs)", _pct(att["rate"])),
+        ("  D keeps a's class / oracle says b / oracle says a",
+         " / ".join(_pct(att[k]) for k in ("network_keeps_a", "oracle_says_b", "oracle_says_a"))),
+        ("  network accuracy / oracle accuracy on the a's",
+         f"{_pct(att['network_accuracy'])} / {_pct(att['oracle_accuracy'])}"),
+    ]
+    if "clipped" in att:
+        clipped = att["clipped"]
+        rows += [("metamer attack rate, clipped to the valid range", _pct(clipped["rate"])),
+                 ("  D keeps a's class / oracle says b / oracle says a",
+                  " / ".join(_pct(clipped[k]) for k in ("network_keeps_a", "oracle_says_b", "oracle_says_a")))]
+    width = max(len(name) for name, _ in rows)
+    title = f"{results['data']} / {results['loss']}: {results['workdir']}"
+    return "\n".join([title, "-" * len(title)] + [f"{name:<{width}}  {value}" for name, value in rows])
+
+
+def _pct(fraction):
+    return "n/a" if fraction is None else f"{100.0 * fraction:.2f} %"
+

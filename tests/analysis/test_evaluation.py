@@ -1,0 +1,89 @@
+"""`python -m train.evaluate` and `python -m train.metamers` on a smoke run trained here."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs import smoke
+from invertible_keras import train_lib
+from invertible_keras.analysis import evaluation
+from invertible_keras.analysis.network import encode
+from tests.analysis.test_figures import assert_png
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def run_module(module, *args):
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("smoke")
+    config = smoke.get_config()
+    config.train.epochs = 1
+    metrics = train_lib.train_and_evaluate(config, str(workdir))
+    return workdir, metrics
+
+
+def test_evaluate_binary_writes_every_field_of_eval_json(smoke_run):
+    workdir, metrics = smoke_run
+    # More examples than the smoke splits hold (512 train, 256 test): each split is used whole.
+    out = run_module("train.evaluate", f"--workdir={workdir}", "--num_train=100000", "--num_test=256",
+                     "--nuisance_epochs=2", "--attack_pairs=100")
+    results = json.loads((workdir / "eval.json").read_text())
+    assert "metamer attack rate" in out and "nuisance-classifier error, test" in out
+
+    assert results["network_source"].startswith("export:")
+    assert results["num_examples"] == {"train": 512, "test": 256}
+    for group in ("logit_error", "nuisance_error"):
+        assert set(results[group]) == {"train", "test"}
+        assert all(0.0 <= v <= 1.0 for v in results[group].values())
+    # The whole smoke test split (256 examples) is evaluated: same error as training reported.
+    assert results["logit_error"]["test"] == pytest.approx(1.0 - metrics["test"]["accuracy"], abs=1e-6)
+    assert set(results["invertibility"]) == {"test", "noise", "metamer"}
+    for errors in results["invertibility"].values():
+        assert 0.0 <= errors["mean"] <= errors["max"] < 1e-4
+    attack = results["metamer_attack"]
+    assert {"rate", "network_keeps_a", "oracle_says_b", "oracle_says_a", "num_pairs", "network_accuracy",
+            "oracle_accuracy", "logit_change_max", "rate_given_a_correct", "oracle"} <= set(attack)
+    assert "clipped" not in attack  # spheres have no valid range to clip to
+    assert attack["num_pairs"] == 100 and 0.0 <= attack["rate"] <= attack["oracle_says_b"]
+    assert attack["oracle_says_a"] + attack["oracle_says_b"] == pytest.approx(1.0)  # two classes
+    assert attack["oracle_accuracy"] == 1.0  # the spheres' rule is exact
+    assert attack["logit_change_max"] < 1e-4
+    assert results["config"] == json.loads(json.dumps(metrics["config"]))  # tuples become lists in JSON
+    assert results["settings"]["nuisance_epochs"] == 2
+
+
+def test_export_and_checkpoint_give_the_same_network(smoke_run):
+    workdir, _ = smoke_run
+    config, from_export = evaluation.load_run(str(workdir), "export")
+    _, from_checkpoint = evaluation.load_run(str(workdir), "checkpoint")
+    assert from_checkpoint.source.startswith("checkpoint:")
+    assert (from_export.input_shape, from_export.num_classes) == ((10,), 2)
+    x = np.random.default_rng(0).normal(size=(16, 10)).astype("float32")
+    for a, b in zip(encode(from_export, x), encode(from_checkpoint, x)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_a_run_without_metrics_json_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No metrics.json in workdir"):
+        evaluation.load_run(str(tmp_path))
+
+
+def test_metamers_binary_draws_from_the_export_alone(smoke_run, tmp_path):
+    workdir, _ = smoke_run
+    out = tmp_path / "grid.png"
+    run_module("train.metamers", f"--export_dir={workdir / 'export'}", f"--out={out}", "--num_pairs=3",
+               "--steps=3")
+    assert_png(out)
+    assert_png(tmp_path / "grid_interp.png")
