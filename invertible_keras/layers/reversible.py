@@ -27,15 +27,19 @@ forward pass; also the recomputation would update the moving averages a second t
 random layers such as dropout in training mode (the recomputation draws new noise). In
 inference mode both are fixed functions and are accepted. ActNorm is fine whether or not it is
 initialised: initialisation is an explicit step (`initialize`), never part of the forward pass.
-Rounding errors of the reconstruction grow with depth and with the conditioning of the layers
-(affine scales, 1x1 convolutions); in float32 they stay far below the gradient noise for the
-bounded-scale couplings of this library (see the tests for measured agreement).
+Rounding errors of the reconstruction grow with depth and with the condition numbers of the
+layers (affine scales, 1x1 convolutions). Measured in float32 on 3-block chains with weights
+perturbed by 0.1: gradients within ~2e-7 (relative L2) of standard backpropagation, the size of
+standard backpropagation's own float32 error against float64; with 1x1 convolutions made
+ill-conditioned (perturbation 0.3, gradient norms ~1e5), up to ~1e-4 for single tensors.
 
 Memory: live activations during the backward pass are those of one layer (its input, output,
 subnet activations and gradients), independent of n; the forward pass keeps only y. The price
-is compute: each layer is inverted and run forward once more, about 1.5x to 2x the time of a
-standard step. Wrapping single layers would still store every layer's output; the saving comes
-from wrapping a whole run of layers in one `ReversibleSequential`.
+is compute: each layer is inverted and run forward once more (measured by `bench/memory.py`,
+32x32x16 images, batch 32, 8 to 64 blocks: working memory of a training step flat at ~50 MB
+against 146 to 878 MB for standard backpropagation, step time 1.25x to 1.6x). Wrapping single
+layers would still store every layer's output; the saving comes from wrapping a whole run of
+layers in one `ReversibleSequential`.
 
 Implementation: the forward pass is one `tf.custom_gradient` whose gradient function receives
 only y (it captures nothing else from the forward pass). In graph mode (`tf.function`,
@@ -43,7 +47,8 @@ only y (it captures nothing else from the forward pass). In graph mode (`tf.func
 control dependencies, so the dataflow executor cannot run the cheap chain of inverses ahead and
 keep all the x_i alive. The `variables` handed to the gradient function are the backing
 `tf.Variable`s (under `tf.distribute`, the mirrored variables), matched to each layer's Keras
-weights through `weight.value.ref()`.
+weights through `weight.value.ref()`. It works eagerly, in `tf.function`, in `model.fit`,
+under `MirroredStrategy` and under XLA (`jit_compile=True`, where memory also stays flat).
 """
 
 import keras
@@ -83,6 +88,9 @@ class ReversibleSequential(InvertibleSequential):
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Input shape: that of the first layer. Output shape: that of the last.
+
+    First-order gradients only: the rebuilt inputs are constants of the backward pass, so a
+    gradient of the gradient (e.g. a gradient penalty) would miss terms.
 
     Raises:
         ValueError: when called with `training=True`, or with `training=None` (undetermined),

@@ -253,13 +253,10 @@ import keras
 from tests.layers import test_reversible as t
 
 x = t.inputs(t.IMAGE, batch=8)
-plain, _ = t.twin_chains("affine", x, perturb=True, num_blocks=2)
-expected = t.gradients(plain, x)[1:]
 strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
 with strategy.scope():
-    reversible = t.ReversibleSequential.from_config(plain.get_config())
-    reversible.build(x.shape)
-    reversible.set_weights(plain.get_weights())
+    plain, reversible = t.twin_chains("affine", x, perturb=True, num_blocks=2)
+expected = t.gradients(plain, x)[1:]  # one device, the whole batch
 
 @tf.function
 def replica_gradients(x):
@@ -275,7 +272,18 @@ def replica_gradients(x):
 dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(x))
 actual = [g.numpy() for g in replica_gradients(next(iter(dataset)))]
 rel, cos, worst = map(float, t.agreement(actual, expected))
-print(json.dumps({"rel": rel, "cos": cos, "worst": worst, "replicas": strategy.num_replicas_in_sync}))
+
+# Two Adam steps of model.fit under the strategy: the same weights as the plain chain's.
+with strategy.scope():
+    models = [t.FlowModel(chain) for chain in (plain, reversible)]
+    for model in models:
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.02))
+for model in models:
+    model.fit(x, epochs=2, batch_size=8, verbose=0)
+fit_error = max(float(np.max(np.abs(a - b))) for a, b in zip(plain.get_weights(), reversible.get_weights())
+                if a.dtype.kind == "f")
+print(json.dumps({"rel": rel, "cos": cos, "worst": worst, "replicas": strategy.num_replicas_in_sync,
+                  "fit_max_weight_difference": fit_error}))
 """
 
 
@@ -289,11 +297,13 @@ def _run_python(code, **env):
 
 
 def test_mirrored_strategy_two_replicas_matches_single_device():
-    """Two logical CPUs (set before TF initialises devices, hence a subprocess)."""
+    """Two logical CPUs (set before TF initialises devices, hence a subprocess): the summed
+    replica gradients equal one device's, and `model.fit` steps equal the plain chain's."""
     result = _run_python(_MIRRORED)
     print(f"\nMirroredStrategy, 2 replicas vs 1 device: {result}")
     assert result["replicas"] == 2
     assert result["rel"] <= REL_TOL and result["worst"] <= REL_TOL and result["cos"] >= COS_TOL, result
+    assert result["fit_max_weight_difference"] <= 1e-5, result
 
 
 _MEMORY = """
