@@ -5,7 +5,6 @@ import subprocess
 import sys
 import textwrap
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -13,6 +12,7 @@ import tensorflow as tf
 from invertible_keras.export import ENDPOINTS, export_saved_model
 from invertible_keras.metamers import metamer
 from invertible_keras.models import FiRevNet
+from tests.model_test_utils import make_inputs, train_a_few_steps
 
 TOL = 1e-5
 
@@ -20,16 +20,8 @@ TOL = 1e-5
 def trained_conv_model():
     # Two stages of one block keep the export's tracing short; batch norm checks inference mode.
     model = FiRevNet.conv(num_stages=2, blocks_per_stage=1, filters=8, batch_norm=True, seed=0)
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0.0, 1.0, (8, 28, 28, 1)).astype("float32")
-    y = rng.integers(0, 10, 8)
-    model.initialize(x)
-    optimizer = keras.optimizers.Adam(1e-2)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    for _ in range(3):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_weights), model.trainable_weights))
+    x, y = make_inputs(model)
+    train_a_few_steps(model, x, y, steps=3)
     return model
 
 

@@ -1,12 +1,12 @@
 """Metameric sampling: a metamer has a's logits and b's nuisances; interpolation paths."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from invertible_keras.metamers import interpolate, metamer
 from invertible_keras.models import FiRevNet
+from tests.model_test_utils import make_inputs, train_a_few_steps
 
 TOL = 1e-4  # float32, on logits and nuisances
 
@@ -21,16 +21,8 @@ VARIANTS = {
 def trained(request):
     """A variant after ActNorm init and a few Adam steps on the cross-entropy of the logits."""
     model = VARIANTS[request.param]()
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0.0, 1.0, (8, *model.input_shape)).astype("float32")
-    y = rng.integers(0, model.num_classes, 8)
-    model.initialize(x)
-    optimizer = keras.optimizers.Adam(1e-2)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    for _ in range(4):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_weights), model.trainable_weights))
+    x, y = make_inputs(model)
+    train_a_few_steps(model, x, y)
     return model, x[:4], x[4:]
 
 

@@ -5,7 +5,6 @@
 """
 
 import keras
-import tensorflow as tf
 
 from invertible_keras.layers.base import InvertibleLayer, zeros_log_det
 

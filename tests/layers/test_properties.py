@@ -1,7 +1,6 @@
 """Layer-specific properties beyond the shared contract, and bad input."""
 
 import math
-import os
 
 import keras
 import numpy as np

@@ -11,6 +11,8 @@ import tensorflow as tf
 
 from invertible_keras import layers
 from invertible_keras.models import FiRevNet, build_model
+from tests.layer_test_case import perturb_weights
+from tests.model_test_utils import make_inputs, train_a_few_steps
 
 RECONSTRUCTION_TOL = 1e-4  # max abs error of decode(encode(x)) for x in [0, 1], float32
 LOG_DET_TOL = 1e-8  # float64
@@ -22,27 +24,6 @@ VARIANTS = {
     "conv": lambda: FiRevNet.conv(blocks_per_stage=2, filters=16, batch_norm=True, seed=0),
     "imagenet64": lambda: FiRevNet.imagenet(input_shape=(64, 64, 3), blocks_per_stage=1, filters=8),
 }
-
-
-def make_inputs(model, batch_size=8, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0.0, 1.0, (batch_size, *model.input_shape)).astype("float32")
-    y = rng.integers(0, model.num_classes, batch_size)
-    return x, y
-
-
-def train_a_few_steps(model, x, y, steps=4, learning_rate=1e-2):
-    """ActNorm init, then Adam on the cross-entropy of the logits, so weights are non-trivial."""
-    model.initialize(x)
-    optimizer = keras.optimizers.Adam(learning_rate)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    for _ in range(steps):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-        grads = tape.gradient(loss, model.trainable_weights)
-        optimizer.apply_gradients(zip(grads, model.trainable_weights))
-    assert np.isfinite(float(loss))
-    return model
 
 
 def couplings(model):
@@ -92,13 +73,6 @@ def test_z_order_logits_first_then_factored_parts_in_stage_order():
     np.testing.assert_allclose(z[:, :4], 7.0 * tf.reduce_mean(y3, axis=[1, 2]), rtol=1e-4, atol=1e-4)
 
 
-def perturb(model, scale, seed=0):
-    rng = np.random.default_rng(seed)
-    for w in model.trainable_weights:
-        value = keras.ops.convert_to_numpy(w)
-        w.assign(value + scale * rng.standard_normal(value.shape))
-
-
 def jacobian_log_det_error(model, x):
     x = tf.constant(x)
     with tf.GradientTape() as tape:
@@ -112,7 +86,7 @@ def jacobian_log_det_error(model, x):
 
 def test_dense_log_det_equals_slogdet_of_jacobian():
     model = FiRevNet.dense(hidden_units=16, dtype="float64")
-    perturb(model, scale=0.3)
+    perturb_weights(model, scale=0.3)
     x = np.random.default_rng(1).normal(size=(3, 100)) * 3.0
     error, jacobian, log_det = jacobian_log_det_error(model, x)
     assert np.abs(jacobian - np.eye(100)).max() > 0.1, "weights still give the identity"
@@ -127,7 +101,7 @@ def test_conv_log_det_equals_slogdet_of_jacobian():
                           dtype="float64")
     x = np.random.default_rng(2).uniform(0, 1, (3, 8, 8, 1))
     model.initialize(x)
-    perturb(model, scale=0.1)
+    perturb_weights(model, scale=0.1)
     error, _, log_det = jacobian_log_det_error(model, x)
     assert np.abs(log_det).min() > 1.0
     assert error < LOG_DET_TOL, f"log-det differs from slogdet(J) by {error}"
@@ -216,7 +190,7 @@ def test_reversible_gradients_flag_builds_reversible_stages():
     reversible = FiRevNet.dense(hidden_units=8, reversible_gradients=True)
     assert all(isinstance(stage, ReversibleSequential) for stage in reversible.stages)
     assert reversible.get_config()["reversible_gradients"] is True
-    perturb(plain, scale=0.1)
+    perturb_weights(plain, scale=0.1)
     reversible.set_weights(plain.get_weights())
     x = np.random.default_rng(0).normal(size=(4, 100)).astype("float32")
     np.testing.assert_allclose(reversible(x), plain(x), rtol=1e-6, atol=1e-6)
