@@ -181,7 +181,7 @@ def train_and_evaluate(config, workdir):
                           steps_per_epoch=steps, validation_data=test_ds, callbacks=callbacks, shuffle=False,
                           verbose=2)
     losses = history.history.get("loss", [])
-    if not np.all(np.isfinite(losses)) or trainer.stop_training and losses:
+    if not np.all(np.isfinite(losses)) or (trainer.stop_training and losses):
         raise TrainingDivergedError(
             f"Training stopped: the loss became NaN or Inf in epoch {resumed_from + len(losses)} "
             f"(losses per epoch: {losses}). The last good checkpoint is kept in "
