@@ -177,8 +177,10 @@ def test_adam_steps_in_fit_match():
         model = FlowModel(chain)
         model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.02), run_eagerly=chain is plain)
         model.fit(x, epochs=2, batch_size=4, shuffle=False, verbose=0)
+    # Adam divides by sqrt(v): a gradient entry near zero turns float32 rounding (~1e-7) into a
+    # visible step difference; 1e-4 is 0.5 % of one step (lr 0.02), far below a real mismatch.
     for w_plain, w_rev in zip(plain.weights, reversible.weights):
-        np.testing.assert_allclose(w_rev.numpy(), w_plain.numpy(), atol=1e-5, err_msg=w_plain.path)
+        np.testing.assert_allclose(w_rev.numpy(), w_plain.numpy(), atol=1e-4, err_msg=w_plain.path)
     last = plain.layers[-1].subnet.layers[-1].kernel.numpy()
     assert np.abs(last).max() > 1e-3, "the zero-initialised subnet output layer did not train"
     reversible.set_weights(plain.get_weights())
