@@ -4,15 +4,19 @@ For a batch (x, y), z = F(x), z_s = z[:, :C], z_n = z[:, C:], d = dim(z) (paper,
 
     L_sCE  = CE(y, softmax(z_s))                                  semantic cross-entropy
     L_nCE  = CE(y, D_phi(z_n))                                    nuisance cross-entropy
-    L_MLE  = -( log p(z_n; mu, sigma) + log|det J_F(x)| ) / d     nuisance likelihood
+    L_MLE  = -( log p(z | y) + log|det J_F(x)| ) / d              likelihood (`priors`)
 
-    network and prior:    min  L_sCE + adversary + gamma * L_MLE
-    nuisance classifier:  min  L_nCE  on stop_gradient(z_n)
+    nuisance classifier:  min  L_nCE  on stop_gradient(z_n)      (first, `nuisance_steps` times)
+    network and prior:    min  L_sCE + beta * adversary + gamma * L_MLE
 
-The adversary term has two forms (`adversary`):
-    "negative":  -beta * L_nCE                     the paper's Definition 7 (unbounded below)
-    "shuffled":  +beta * CE(y_shuffled, D_phi(z_n))  the authors' public code: push D_phi's
-                 prediction towards labels drawn independently of x (bounded).
+The adversary term has three forms (`adversary`), all pushing D_phi's prediction from z_n away
+from the true label:
+    "negative":  -L_nCE                          the paper's Definition 7 (unbounded below)
+    "shuffled":  CE(y_shuffled, D_phi(z_n))      the authors' public code: labels drawn
+                 independently of x (bounded, noisy: the permutation is resampled each batch)
+    "uniform":   CE(uniform, D_phi(z_n))         = -mean_c log softmax(D_phi(z_n))_c: the
+                 expected value of "shuffled" over label permutations with uniform classes,
+                 deterministic (bounded below by log C).
 
 Every function returns per-example values, shape (batch,): the caller reduces them over the
 global batch (`tf.nn.compute_average_loss`) so that N replicas make the same update as one.
@@ -21,7 +25,7 @@ global batch (`tf.nn.compute_average_loss`) so that N replicas make the same upd
 import keras
 import tensorflow as tf
 
-ADVERSARIES = ("shuffled", "negative")
+ADVERSARIES = ("uniform", "shuffled", "negative")
 
 
 def cross_entropy(labels, logits):
@@ -29,9 +33,9 @@ def cross_entropy(labels, logits):
     return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
 
 
-def mle(z_n, log_det, prior, dim):
-    """L_MLE per example: negative log-likelihood of z_n under `prior`, plus log-det, per dim."""
-    return -(prior.log_prob(z_n) + log_det) / float(dim)
+def mle(z, y, log_det, prior):
+    """L_MLE per example: -(log p(z | y) + log|det J|) / d, with `prior` a `LatentPrior`."""
+    return -(prior.log_prob(z, y) + log_det) / float(z.shape[-1])
 
 
 def adversary(labels, nuisance_logits, form, seed=None):
@@ -40,4 +44,6 @@ def adversary(labels, nuisance_logits, form, seed=None):
         return -cross_entropy(labels, nuisance_logits)
     if form == "shuffled":
         return cross_entropy(tf.random.shuffle(labels, seed=seed), nuisance_logits)
+    if form == "uniform":
+        return -tf.reduce_mean(tf.nn.log_softmax(nuisance_logits), axis=-1)
     raise ValueError(f"`adversary` must be one of {ADVERSARIES}. Received: adversary={form!r}")

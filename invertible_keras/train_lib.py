@@ -23,7 +23,7 @@ from absl import logging
 
 from invertible_keras import data, export, metamers
 from invertible_keras.models import build_model
-from invertible_keras.trainer import Trainer
+from invertible_keras.trainer import AdversaryWarmup, Trainer
 
 DISTRIBUTE = ("auto", "none", "mirrored", "multi_worker")
 
@@ -72,11 +72,13 @@ def build_trainer(config, example_batch):
     """Builds and compiles the Trainer of `config` (call under the strategy's scope)."""
     network = build_model(config.model)
     network.forward_and_log_det(example_batch[:1])  # build
-    trainer = Trainer(network, nuisance_hidden_units=tuple(config.ice.nuisance_hidden_units))
+    ice = config.ice
+    trainer = Trainer(network, nuisance_hidden_units=tuple(ice.nuisance_hidden_units),
+                      semantic_prior=ice.semantic_prior, nuisance_dropout=ice.nuisance_dropout)
     t = config.train
     trainer.compile(
         optimizer=make_optimizer(t.optimizer, t.learning_rate, t.weight_decay, t.momentum, t.clipnorm),
-        nuisance_optimizer=keras.optimizers.Adam(config.ice.nuisance_learning_rate),
+        nuisance_optimizer=make_optimizer(ice.nuisance_optimizer, ice.nuisance_learning_rate),
         loss=t.loss, beta=config.ice.beta, gamma=config.ice.gamma, adversary=config.ice.adversary,
         nuisance_steps=config.ice.nuisance_steps,
         num_levels=None if config.data.name == "spheres" else 256,
@@ -171,6 +173,8 @@ def train_and_evaluate(config, workdir):
         CheckpointCallback(manager, epoch),
         keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
     ]
+    if config.ice.warmup_steps:
+        callbacks.append(AdversaryWarmup(*config.ice.warmup_steps))
     if len(init_x.shape) == 4 and config.train.metamer_images:
         n = min(config.train.metamer_images, int(init_x.shape[0]) // 2)
         x_test = next(iter(test_ds))[0]

@@ -1,22 +1,25 @@
 """CE and iCE training of a fiRevNet with `model.fit` (paper, Section 4 and Definition 7).
 
 `Trainer` is a `keras.Model` in the keras-io GAN pattern: it holds the fiRevNet (`network`),
-the factorial Gaussian prior on z_n (`prior`) and the nuisance classifier D_phi
-(`nuisance_classifier`); `compile()` takes two optimizers; `train_step` makes
+the prior over z (`prior`, `priors.LatentPrior`) and the nuisance classifier D_phi
+(`nuisance_classifier`); `compile()` takes two optimizers. Per batch (x, y), with one forward
+pass z = F(x) (the authors' order):
 
-  1. one step of the network and the prior on
+  1. `nuisance_steps` steps of D_phi on L_nCE of the current batch's z_n, held constant
+     (`tf.stop_gradient`): the adversary is fresh, not the one of the previous batch;
+  2. one step of the network and the prior against that D_phi on
          L_sCE + beta * adversary + gamma * L_MLE        (loss="ice")
+         L_sCE + gamma * L_MLE                           (loss="ce_mle", the control run)
          L_sCE                                           (loss="ce", the baseline)
-  2. `nuisance_steps` steps of D_phi on L_nCE with z_n held constant (`tf.stop_gradient`).
 
-The prior is fitted under "ce" too, but on stop_gradient(z_n) and stop_gradient(log-det), so it
-never changes the network and the likelihood metrics stay comparable between the two losses.
-Every term is averaged over the global batch (`tf.nn.compute_average_loss`), so N replicas
-of a `tf.distribute` strategy make the same update as one device.
+Under "ce" the prior is still fitted, on stop_gradient(z) and stop_gradient(log-det), so it
+never changes the network and the likelihood metrics stay comparable between the losses.
+beta is a variable (`adversary_weight`) that `AdversaryWarmup` ramps up. Every term is averaged
+over the global batch (`tf.nn.compute_average_loss`), so N replicas of a `tf.distribute`
+strategy make the same update as one device.
 
-Deviation from DESIGN.md: the training logic lives in this wrapper rather than in `FiRevNet`
-itself, so the exported and saved classifier stays a pure invertible network; `Trainer`
-calls the very same `FiRevNet`, and `trainer(x)` returns its logits.
+The training logic lives in this wrapper rather than in `FiRevNet` itself, so the exported
+and saved classifier stays a pure invertible network; `trainer(x)` returns its logits.
 """
 
 import math
@@ -26,9 +29,9 @@ import tensorflow as tf
 
 from invertible_keras import losses
 from invertible_keras.models.nuisance import nuisance_classifier
-from invertible_keras.priors import FactorialGaussianPrior
+from invertible_keras.priors import LatentPrior
 
-LOSSES = ("ce", "ice")
+LOSSES = ("ce", "ce_mle", "ice")
 
 
 class Trainer(keras.Model):
@@ -37,33 +40,39 @@ class Trainer(keras.Model):
     Args:
         network: a built `FiRevNet` (needs `num_classes`, `latent_dim`, `forward_and_log_det`).
         nuisance_hidden_units: widths of D_phi's ReLU layers.
+        semantic_prior: density of z_s in L_MLE, one of `priors.SEMANTIC_PRIORS`.
+        nuisance_dropout: dropout rate of D_phi's hidden layers.
     """
 
-    def __init__(self, network, nuisance_hidden_units=(512, 512, 512), **kwargs):
+    def __init__(self, network, nuisance_hidden_units=(512, 512, 512), semantic_prior="class_conditional",
+                 nuisance_dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         self.network = network
         self.num_classes = network.num_classes
         self.latent_dim = network.latent_dim
-        nuisance_dim = self.latent_dim - self.num_classes
-        self.prior = FactorialGaussianPrior(nuisance_dim, name="prior")
-        self.nuisance_classifier = nuisance_classifier(self.num_classes, nuisance_hidden_units)
-        self.nuisance_classifier.build((None, nuisance_dim))
-        names = ("loss", "semantic_ce", "nuisance_ce", "mle")
+        self.prior = LatentPrior(self.num_classes, self.latent_dim, semantic=semantic_prior, name="prior")
+        self.nuisance_classifier = nuisance_classifier(self.num_classes, nuisance_hidden_units, standardize=True,
+                                                       dropout=nuisance_dropout)
+        self.nuisance_classifier.build((None, self.latent_dim - self.num_classes))
+        self.adversary_weight = self.add_weight(name="adversary_weight", shape=(), initializer="zeros",
+                                                trainable=False)
+        names = ("loss", "semantic_ce", "nuisance_ce", "adversary", "mle")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.nuisance_accuracy = keras.metrics.SparseCategoricalAccuracy(name="nuisance_accuracy")
         self.bits_per_dim = keras.metrics.Mean(name="bits_per_dim")
 
-    def compile(self, optimizer, nuisance_optimizer, loss="ice", beta=1.0, gamma=1.0, adversary="shuffled",
-                nuisance_steps=1, num_levels=None, **kwargs):
+    def compile(self, optimizer, nuisance_optimizer, loss="ice", beta=1.0, gamma=1.0, adversary="uniform",
+                nuisance_steps=5, num_levels=None, **kwargs):
         """Args:
             optimizer: updates the network and the prior.
             nuisance_optimizer: updates the nuisance classifier only.
-            loss: "ice" or "ce".
-            beta: weight of the adversarial term (iCE only).
-            gamma: weight of L_MLE (iCE only).
-            adversary: "shuffled" (authors' code) or "negative" (paper's -L_nCE).
-            nuisance_steps: steps of D_phi per batch.
+            loss: "ice", "ce_mle" or "ce".
+            beta: weight of the adversarial term (iCE only); the initial value of
+                `adversary_weight`, which `AdversaryWarmup` may change while training.
+            gamma: weight of L_MLE (iCE and CE + MLE).
+            adversary: one of `losses.ADVERSARIES`.
+            nuisance_steps: steps of D_phi per batch, before the network's step.
             num_levels: quantisation levels of the data (256 for 8-bit images) to report
                 bits per dim; None for continuous data (spheres).
             **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`, `steps_per_execution`).
@@ -74,10 +83,13 @@ class Trainer(keras.Model):
             raise ValueError(f"`adversary` must be one of {losses.ADVERSARIES}. Received: adversary={adversary!r}")
         if not isinstance(nuisance_steps, int) or nuisance_steps < 1:
             raise ValueError(f"`nuisance_steps` must be a positive integer. Received: nuisance_steps={nuisance_steps!r}")
+        if not (beta >= 0 and gamma >= 0):
+            raise ValueError(f"`beta` and `gamma` must be non-negative. Received: beta={beta!r}, gamma={gamma!r}")
         super().compile(optimizer=optimizer, **kwargs)
         self.nuisance_optimizer = nuisance_optimizer
         self.loss_kind, self.beta, self.gamma = loss, float(beta), float(gamma)
         self.adversary, self.nuisance_steps, self.num_levels = adversary, nuisance_steps, num_levels
+        self.adversary_weight.assign(self.beta)
 
     def build_optimizers(self):
         """Creates optimizer state up front (checkpoint restore, variables under a strategy)."""
@@ -103,51 +115,58 @@ class Trainer(keras.Model):
     def call(self, x, training=None):
         return self.network(x, training=training)
 
-    def _terms(self, x, y, training):
-        """Per-example loss terms of the network step and the batch's z_s, z_n."""
-        z, log_det = self.network.forward_and_log_det(x, training=training)
-        z_s, z_n = z[:, : self.num_classes], z[:, self.num_classes:]
+    def _terms(self, z, log_det, y, training):
+        """Per-example loss terms of the network step, and D_phi's logits, from z = F(x)."""
+        z_n = z[:, self.num_classes:]
         nuisance_logits = self.nuisance_classifier(z_n, training=training)
         terms = {
-            "semantic_ce": losses.cross_entropy(y, z_s),
+            "semantic_ce": losses.cross_entropy(y, z[:, : self.num_classes]),
             "nuisance_ce": losses.cross_entropy(y, nuisance_logits),
+            "adversary": losses.adversary(y, nuisance_logits, self.adversary),
         }
-        if self.loss_kind == "ice":
-            terms["mle"] = losses.mle(z_n, log_det, self.prior, self.latent_dim)
-            terms["loss"] = (terms["semantic_ce"] + self.gamma * terms["mle"]
-                             + self.beta * losses.adversary(y, nuisance_logits, self.adversary))
+        if self.loss_kind == "ce":  # the likelihood only fits the prior
+            terms["mle"] = losses.mle(tf.stop_gradient(z), y, tf.stop_gradient(log_det), self.prior)
+            terms["loss"] = terms["semantic_ce"] + terms["mle"]
         else:
-            terms["mle"] = losses.mle(tf.stop_gradient(z_n), tf.stop_gradient(log_det), self.prior, self.latent_dim)
-            terms["loss"] = terms["semantic_ce"] + terms["mle"]  # the mle term only fits the prior
-        return terms, z_s, z_n, nuisance_logits
+            terms["mle"] = losses.mle(z, y, log_det, self.prior)
+            terms["loss"] = terms["semantic_ce"] + self.gamma * terms["mle"]
+        if self.loss_kind == "ice":
+            terms["loss"] += tf.cast(self.adversary_weight, z.dtype) * terms["adversary"]
+        return terms, nuisance_logits
+
+    def fit_nuisance_classifier(self, z_n, y):
+        """`nuisance_steps` steps of D_phi on L_nCE(y, D_phi(z_n)) with z_n held constant."""
+        z_n = tf.stop_gradient(z_n)
+        variables = self.nuisance_classifier.trainable_variables
+        for _ in range(self.nuisance_steps):
+            with tf.GradientTape() as tape:
+                loss = tf.nn.compute_average_loss(
+                    losses.cross_entropy(y, self.nuisance_classifier(z_n, training=True)))
+            self.nuisance_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
 
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
-            terms, z_s, z_n, nuisance_logits = self._terms(x, y, training=True)
+            z, log_det = self.network.forward_and_log_det(x, training=True)
+            with tape.stop_recording():
+                self.fit_nuisance_classifier(z[:, self.num_classes:], y)
+            # D_phi's variables are read after its updates (automatic control dependencies).
+            terms, nuisance_logits = self._terms(z, log_det, y, training=True)
             loss = tf.nn.compute_average_loss(terms["loss"])
         variables = self.main_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-
-        z_n = tf.stop_gradient(z_n)
-        nuisance_variables = self.nuisance_classifier.trainable_variables
-        for _ in range(self.nuisance_steps):
-            with tf.GradientTape() as tape:
-                nuisance_loss = tf.nn.compute_average_loss(
-                    losses.cross_entropy(y, self.nuisance_classifier(z_n, training=True)))
-            grads = tape.gradient(nuisance_loss, nuisance_variables)
-            self.nuisance_optimizer.apply_gradients(zip(grads, nuisance_variables))
-        return self._update_metrics(terms, y, z_s, nuisance_logits)
+        return self._update_metrics(terms, y, z, nuisance_logits)
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        terms, z_s, _, nuisance_logits = self._terms(x, y, training=False)
-        return self._update_metrics(terms, y, z_s, nuisance_logits)
+        z, log_det = self.network.forward_and_log_det(x, training=False)
+        terms, nuisance_logits = self._terms(z, log_det, y, training=False)
+        return self._update_metrics(terms, y, z, nuisance_logits)
 
-    def _update_metrics(self, terms, y, z_s, nuisance_logits):
+    def _update_metrics(self, terms, y, z, nuisance_logits):
         for name, tracker in self.trackers.items():
             tracker.update_state(terms[name])
-        self.accuracy.update_state(y, z_s)
+        self.accuracy.update_state(y, z[:, : self.num_classes])
         self.nuisance_accuracy.update_state(y, nuisance_logits)
         if self.num_levels:
             self.bits_per_dim.update_state(terms["mle"] / math.log(2.0) + math.log2(self.num_levels))
@@ -157,3 +176,28 @@ class Trainer(keras.Model):
             # them an axis of length 1 to reduce over (the result is the scalar again).
             logs = {name: value[None] for name, value in logs.items()}
         return logs
+
+
+class AdversaryWarmup(keras.callbacks.Callback):
+    """Ramps the adversary weight of a `Trainer` up: D_phi trains alone first.
+
+    beta(step) = beta * clip((step - start) / (end - start), 0, 1), with `step` the optimizer's
+    iteration count (restored with a checkpoint, so a resumed run continues the ramp).
+
+    Args:
+        start: steps with beta = 0.
+        end: the step from which beta has its full value (> start).
+    """
+
+    def __init__(self, start, end):
+        super().__init__()
+        if not 0 <= start < end:
+            raise ValueError(f"Expected 0 <= start < end. Received: start={start!r}, end={end!r}")
+        self.start, self.end = int(start), int(end)
+
+    def weight(self, step, beta):
+        return beta * min(1.0, max(0.0, (step - self.start) / (self.end - self.start)))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        model = self.model
+        model.adversary_weight.assign(self.weight(int(model.optimizer.iterations.numpy()), model.beta))

@@ -28,8 +28,8 @@ from invertible_keras import data, metamers, train_lib
 from invertible_keras.analysis import attack, evaluation, example6, figures, planes
 from invertible_keras.analysis import network as network_lib
 
-LOSSES = ("ce", "ice")
-LABELS = {"ce": "CE", "ice": "iCE"}
+LOSSES = ("ce", "ce_mle", "ice")
+LABELS = {"ce": "CE", "ce_mle": "CE + MLE", "ice": "iCE"}
 IMAGE_CONFIGS = {"fashion_mnist": fashion_mnist_config, "mnist": mnist_config}
 
 # Paper, Table 2 (MNIST, % error) and appendix B.1 (spheres: 100 % accuracy of both classifiers).

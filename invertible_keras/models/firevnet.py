@@ -7,9 +7,11 @@ leave the network after every stage but the last:
 
     h_0 = x
     y_k = S_k(h_{k-1})
-    h_k = y_k[..., :c_k / 2],   n_k = y_k[..., c_k / 2:]          (k < K)
+    n_k = y_k[..., :c_k / 2],   h_k = y_k[..., c_k / 2:]          (k < K)
     z   = [R(y_K), flat(n_1), ..., flat(n_{K-1})]
 
+n_k, the half that leaves, is the half the stage's last coupling changed (a coupling returns
+[x2 + f(x1), x1]), as in Glow and the authors' code: the untouched half x1 stays in the network.
 R is the readout of the last stage: `DCTPooling` for images (an orthonormal 2D DCT whose first
 entries are the DC components, i.e. an invertible global average pooling) and the identity for
 vectors. Splitting, flattening, concatenation and the DCT are orthonormal, so
@@ -55,7 +57,8 @@ class FiRevNet(keras.Model):
             `(100,)`. The model is built for exactly this shape.
         num_classes: C, the number of logits; they must fit in the readout of the last stage.
         factor_out: whether half of the channels leave the network after every stage but the
-            last (the multi-scale structure). The kept half is the first one.
+            last (the multi-scale structure). The half that leaves is the first one, which the
+            stage's last coupling changed.
         reversible_gradients: build every stage as a
             `invertible_keras.layers.reversible.ReversibleSequential`, which rebuilds its
             inputs from its outputs in the backward pass instead of storing activations.
@@ -159,9 +162,9 @@ class FiRevNet(keras.Model):
             h, stage_log_det = stage.forward_and_log_det(h, training=training)
             log_det += stage_log_det
             if k < len(self._kept_channels):
-                keep = self._kept_channels[k]
-                factored.append(tf.reshape(h[..., keep:], [-1, self._part_sizes[k + 1]]))
-                h = h[..., :keep]
+                drop = h.shape[-1] - self._kept_channels[k]
+                factored.append(tf.reshape(h[..., :drop], [-1, self._part_sizes[k + 1]]))
+                h = h[..., drop:]
         # The readout is orthonormal (log-det 0) or the identity.
         readout = self.readout.forward_and_log_det(h)[0] if self.readout is not None else h
         return tf.concat([readout] + factored, axis=-1), log_det
@@ -192,7 +195,7 @@ class FiRevNet(keras.Model):
         log_det = tf.zeros(tf.shape(z)[:1], z.dtype)
         for k in reversed(range(len(self.stages))):
             if k < len(self._kept_channels):
-                h = tf.concat([h, tf.reshape(parts[k + 1], (-1, *self._factored_shapes[k]))], axis=-1)
+                h = tf.concat([tf.reshape(parts[k + 1], (-1, *self._factored_shapes[k])), h], axis=-1)
             h, stage_log_det = self.stages[k].inverse_and_log_det(h)
             log_det += stage_log_det
         return h, log_det
@@ -244,7 +247,7 @@ class FiRevNet(keras.Model):
             stage.initialize(h)
             h = stage.forward_and_log_det(h, training=False)[0]
             if k < len(self._kept_channels):
-                h = h[..., : self._kept_channels[k]]
+                h = h[..., h.shape[-1] - self._kept_channels[k]:]
 
     # ------------------------------------------------------------------ checks
     def _to_tensor(self, x):
@@ -321,31 +324,23 @@ class FiRevNet(keras.Model):
 
     @classmethod
     def conv(cls, input_shape=(28, 28, 1), num_classes=10, num_stages=3, blocks_per_stage=2, filters=32,
-             batch_norm=True, kernel_size=3, seed=None, reversible_gradients=False, dtype=None,
-             name="firevnet_conv"):
-        """The multi-scale convolutional fiRevNet of the MNIST experiment (appendix B.2).
+             batch_norm=True, kernel_size=3, factor_out=False, seed=None, reversible_gradients=False,
+             dtype=None, name="firevnet_conv"):
+        """The convolutional fiRevNet of the MNIST experiment (appendix B.2).
 
         Every stage starts with a squeeze when its height and width are even, then runs
         `blocks_per_stage` steps ActNorm -> Invertible1x1Conv -> AdditiveCoupling (Glow-style
-        steps with RevNet additive blocks); half of the channels are factored out into z after
-        every stage but the last; the readout is DCTPooling of the last stage.
+        steps with RevNet additive blocks); with `factor_out`, half of the channels leave
+        into z after every stage but the last; the readout is DCTPooling of the last stage.
 
-        28x28x1 inputs are NOT padded (the default). The model stays a bijection of exactly
-        the data's 784 pixels: z has as many entries as x, `decode` and metamers return 28x28
-        images in the data's own space, and the iCE likelihood term -log p(z_n) - log|det J|
-        is taken on a density of full support. Padding inside the model is impossible (z
-        would have 1024 entries for 784 inputs and decoding an arbitrary z gives non-zero
-        borders); padding outside with constant zeros puts the data on a 784-dimensional
-        subspace of R^1024, where that likelihood is unbounded (contracting the border
-        directions raises log|det J| without limit), and every caller must pad. The stages
-        are 14x14x4 -> 7x7x8 -> 7x7x4 (7 is odd: no third squeeze), so the last stage has
-        only 4 channels and the 10 logits are its 4 DC components followed by the 6
-        lowest-frequency components (0,1)/(1,0), as the `DCTPooling` contract orders them.
-        The price, measured with 2 blocks x 32 filters, Adam 1e-3, 400 steps of 64
-        Fashion-MNIST images, one seed: 22.8 % test error unpadded vs 19.6 % padded (2000
-        test images), the padded model having a 16-channel last stage and 48 % more
-        parameters. `input_shape=(32, 32, 1)` with images padded by the data pipeline gives
-        the authors' layout (16x16x4 -> 8x8x8 -> 4x4x16, logits = 10 of 16 DC components).
+        Every logit must be a DC component (an invertible global average pooling, as in the
+        paper), so the last stage needs at least `num_classes` channels; the builder checks it.
+        28x28x1 images are not padded: the model stays a bijection of exactly the data's 784
+        pixels, so `decode` and metamers return images in the data's own space. Without
+        factoring out (the default) the stages are 14x14x4 -> 7x7x16 -> 7x7x16 and the 10
+        logits are 10 of the 16 DC components; factoring out would leave a 7x7x4 last stage
+        with only 4. 32x32 inputs with factoring out give the authors' layout (16x16x4 ->
+        8x8x8 -> 4x4x16). RESULTS.md compares the layouts.
 
         Args:
             input_shape: `(H, W, C)` of one image.
@@ -356,6 +351,7 @@ class FiRevNet(keras.Model):
             batch_norm: batch norm inside the coupling subnets (the paper's MNIST model); the
                 inverse uses inference statistics.
             kernel_size: kernel size of the subnets' outer convolutions.
+            factor_out: factor half of the channels out after every stage but the last.
             seed: base seed of the 1x1 convolutions' random rotations (None: random).
             reversible_gradients, dtype, name: see `FiRevNet`.
         """
@@ -374,8 +370,15 @@ class FiRevNet(keras.Model):
                     AdditiveCoupling(hidden_units=filters, kernel_size=kernel_size, batch_norm=batch_norm, dtype=dtype),
                 ]
             stages.append(layers)
-            c //= 2  # factored out after the stage (the model checks that c is even)
-        return cls(stages, input_shape, num_classes, factor_out=True,
+            if factor_out and k < num_stages - 1:
+                c //= 2  # the model checks that c is even
+        if c < num_classes:
+            raise ValueError(
+                f"The last stage of this layout has {c} channels, so only {c} of the {num_classes} logits "
+                "would be DC components (global average pooling). Use factor_out=False, fewer squeezes "
+                f"or a larger input. Received: input_shape={input_shape}, num_stages={num_stages}, "
+                f"factor_out={factor_out}.")
+        return cls(stages, input_shape, num_classes, factor_out=factor_out,
                    reversible_gradients=reversible_gradients, dtype=dtype, name=name)
 
     @classmethod
