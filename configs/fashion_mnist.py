@@ -37,6 +37,7 @@ def get_config(variant="cpu"):
         config.train.lr_decay_epochs = 30
         config.train.lr_decay_factor = 0.2
         config.train.weight_decay = 1e-4
+        config.ice.warmup_steps = (5_000, 20_000)
     elif variant == "quick":
         config.data.batch_size = 32
         config.data.shuffle_buffer = 1_000
@@ -47,6 +48,7 @@ def get_config(variant="cpu"):
         config.train.eval_steps = 4
         config.train.metamer_images = 0
         config.ice.nuisance_hidden_units = (64, 64, 64)
+        config.ice.warmup_steps = (2, 5)
     elif variant != "cpu":
         raise ValueError(f"Unknown variant {variant!r}; expected 'cpu', 'quick' or 'paper'.")
     return config

@@ -23,18 +23,21 @@ def get_config(variant="cpu"):
     config.train.epochs = 5
     config.train.learning_rate = 1e-3
     config.ice.nuisance_hidden_units = (256, 256, 256)
+    config.ice.warmup_steps = (200, 600)    # of 5 x 391 steps
     if variant == "paper":
         config.data.num_train = 500_000
         config.model.hidden_units = 1000
         config.train.epochs = 10
         config.train.learning_rate = 1e-4
         config.ice.nuisance_hidden_units = (1000, 1000, 1000)
+        config.ice.warmup_steps = (2_000, 8_000)
     elif variant == "quick":
         config.data.num_train = 2048
         config.data.num_test = 1024
         config.model.hidden_units = 32
         config.train.epochs = 1
         config.ice.nuisance_hidden_units = (32, 32, 32)
+        config.ice.warmup_steps = (4, 8)
     elif variant != "cpu":
         raise ValueError(f"Unknown variant {variant!r}; expected 'cpu', 'quick' or 'paper'.")
     return config

@@ -1,6 +1,6 @@
 """Evaluates a trained run: logit and nuisance errors, invertibility, metamer attack rate.
 
-    python -m train.evaluate --workdir=DIR [--num_train=10000 --num_test=2000 ...]
+    python -m train.evaluate --workdir=DIR [--num_train=N --num_test=N --nuisance_seeds=3 ...]
 
 Reads DIR/metrics.json's config and the network (DIR/export, else DIR/checkpoints), writes
 DIR/eval.json and prints a summary table. See `invertible_keras.analysis.evaluation`.

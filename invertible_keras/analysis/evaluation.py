@@ -4,12 +4,14 @@ For a run directory written by `train_lib.train_and_evaluate` this measures, on 
 network,
 
 * logit error: the error of D(x) = argmax z_s(x) on training and test examples;
-* nuisance error: a fresh post-hoc nuisance classifier trained on z_n of the training
-  examples, its error on both (paper, Table 2; `analysis.nuisance`);
+* nuisance error: fresh post-hoc nuisance classifiers trained on z_n of the training split
+  (early-stopped on a held-out slice of it), their error on the test split, mean and sd over
+  seeds (paper, Table 2; `analysis.nuisance`), also per part of z_n when there are several;
 * invertibility: max and mean |F^-1(F(x)) - x| on test data, uniform noise and metamers
   (`analysis.invertibility`);
 * metamer attack rate: the share of metamers F^-1(z_s(a), z_n(b)) that the oracle assigns to
-  b's class while D keeps a's (`analysis.attack`, `analysis.oracles`),
+  b's class while D keeps a's, over pairs D classifies correctly, with a 95 % interval
+  (`analysis.attack`, `analysis.oracles`),
 
 and writes them to `DIR/eval.json`. Training examples are read without augmentation, in the
 split's order.
@@ -30,8 +32,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+import keras
+
 from invertible_keras import data, train_lib
 from invertible_keras.analysis import attack, invertibility, network as network_lib, nuisance, oracles
+from invertible_keras.models import build_model
 
 SOURCES = ("auto", "export", "checkpoint")
 EVAL_FILE = "eval.json"
@@ -42,11 +47,15 @@ class EvalSettings:
     """Sizes and settings of an evaluation (CPU-friendly defaults).
 
     Attributes:
-        num_train: training examples for the train errors and to fit the nuisance classifier
-            (at most: a smaller split is used whole).
-        num_test: test examples for the test errors, invertibility and metamer pairs (at most).
-        nuisance_epochs: epochs of the post-hoc nuisance classifier.
-        nuisance_batch_size: its batch size.
+        num_train: training examples for the train errors and to fit the nuisance classifiers
+            (at most; None: the whole split).
+        num_test: test examples for the test errors, invertibility and metamer pairs (at most;
+            None: the whole split).
+        nuisance_max_epochs: at most this many epochs of each post-hoc nuisance classifier.
+        nuisance_patience: early-stopping patience (epochs) on the held-out slice.
+        nuisance_validation: training examples held out for early stopping.
+        nuisance_seeds: number of post-hoc classifiers (seeds 0, 1, ...; mean and sd).
+        nuisance_batch_size: their batch size.
         attack_pairs: number of (a, b) pairs of the metamer attack.
         oracle_epochs: epochs of the CNN oracle of image data (trained once, then cached).
         oracle_steps_per_epoch: None for full epochs; an int for a short oracle (tests).
@@ -56,10 +65,13 @@ class EvalSettings:
         seed: seed of the nuisance classifier, the pairs and the noise.
     """
 
-    num_train: int = 10_000
-    num_test: int = 2_000
-    nuisance_epochs: int = 10
-    nuisance_batch_size: int = 128
+    num_train: int | None = None
+    num_test: int | None = None
+    nuisance_max_epochs: int = 30
+    nuisance_patience: int = 3
+    nuisance_validation: int = 5_000
+    nuisance_seeds: int = 3
+    nuisance_batch_size: int = 256
     attack_pairs: int = 1_000
     oracle_epochs: int = 2
     oracle_steps_per_epoch: int | None = None
@@ -77,7 +89,8 @@ class Evaluation:
         results: the dict written to eval.json.
         config: the run's config.
         network: the loaded `analysis.network.Network`.
-        nuisance_classifier: the post-hoc nuisance classifier (Keras model on raw z_n).
+        nuisance_classifier: the post-hoc nuisance classifier of the first seed (Keras model
+            on raw z_n).
         x_test, y_test: the test examples used.
     """
 
@@ -91,13 +104,17 @@ class Evaluation:
 
 def load_config(workdir):
     """The config of a run, from the "config" entry of `workdir/metrics.json`."""
+    return ml_collections.ConfigDict(_read_metrics(workdir)["config"])
+
+
+def _read_metrics(workdir):
     path = os.path.join(workdir, "metrics.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"No metrics.json in workdir={workdir!r}: it is written when training finishes. Finish the run "
             "first (rerunning `python -m train.train` with the same --config and --workdir resumes it).")
     with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f)["config"])
+        return json.load(f)
 
 
 def load_run(workdir, source="auto"):
@@ -147,22 +164,14 @@ def evaluate_run(workdir, settings=None, write=True):
     settings = settings or EvalSettings()
     start = time.time()
     config, network = load_run(workdir, settings.source)
-    x_train, y_train = network_lib.take_examples(
-        data.load_dataset(config.data, "train", training=False), settings.num_train)
-    x_test, y_test = network_lib.take_examples(
-        data.load_dataset(config.data, "test", training=False), settings.num_test)
-    for split, requested, y in (("train", settings.num_train, y_train), ("test", settings.num_test, y_test)):
-        if len(y) < requested:
-            logging.warning("The %s split holds %d examples, fewer than the %d requested; using all.",
-                            split, len(y), requested)
+    (x_train, y_train), (x_test, y_test) = load_examples(config, settings)
     is_images = len(network.input_shape) == 3
 
     logit_error = {split: float(np.mean(network_lib.predict(network, x, settings.batch_size) != y))
                    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test))}
     classifier, nuisance_error = nuisance.posthoc_nuisance_error(
-        network, x_train, y_train, x_test, y_test, hidden_units=tuple(config.ice.nuisance_hidden_units),
-        epochs=settings.nuisance_epochs, batch_size=settings.nuisance_batch_size,
-        learning_rate=config.ice.get("nuisance_learning_rate", 1e-3), seed=settings.seed)
+        network, x_train, y_train, x_test, y_test, parts=build_model(config.model).nuisance_parts,
+        **posthoc_arguments(config, settings))
     inverse_errors = invertibility.invertibility_errors(network, x_test, settings.seed, settings.batch_size)
     oracle = oracles.make_oracle(config.data, settings.oracle_cache_dir, settings.oracle_epochs,
                                  settings.oracle_steps_per_epoch)
@@ -183,6 +192,7 @@ def evaluate_run(workdir, settings=None, write=True):
         "metamer_attack": attack_results,
         "settings": dataclasses.asdict(settings),
         "config": config.to_dict(),
+        "train_wall_time_s": _read_metrics(workdir).get("wall_time_s"),
         "wall_time_s": time.time() - start,
     }
     if write:
@@ -190,36 +200,88 @@ def evaluate_run(workdir, settings=None, write=True):
     return Evaluation(results, config, network, classifier, x_test, y_test)
 
 
+def load_examples(config, settings):
+    """`((x_train, y_train), (x_test, y_test))` of a run's data, unaugmented, as numpy."""
+    examples = []
+    for split, requested in (("train", settings.num_train), ("test", settings.num_test)):
+        x, y = network_lib.take_examples(data.load_dataset(config.data, split, training=False), requested)
+        if requested is not None and len(y) < requested:
+            logging.warning("The %s split holds %d examples, fewer than the %d requested; using all.",
+                            split, len(y), requested)
+        examples.append((x, y))
+    return examples
+
+
+def posthoc_arguments(config, settings):
+    """Keyword arguments of `nuisance.posthoc_nuisance_error` / `posthoc_error`."""
+    return {"seeds": tuple(range(settings.nuisance_seeds)), "hidden_units": tuple(config.ice.nuisance_hidden_units),
+            "max_epochs": settings.nuisance_max_epochs, "patience": settings.nuisance_patience,
+            "validation_size": settings.nuisance_validation, "batch_size": settings.nuisance_batch_size}
+
+
+def posthoc_baselines(config, settings=None):
+    """Post-hoc classifier errors of the Table 2 baselines: raw inputs, z_n of an untrained net.
+
+    The untrained network is the run's architecture, built from `config.model` with ActNorm's
+    data initialisation on a training batch; both go through the same protocol as the runs.
+    """
+    settings = settings or EvalSettings()
+    (x_train, y_train), (x_test, y_test) = load_examples(config, settings)
+    keras.utils.set_random_seed(config.seed)
+    untrained = build_model(config.model)
+    untrained.initialize(x_train[: config.data.batch_size])
+    num_classes = untrained.num_classes
+    flat = lambda x: x.reshape(len(x), -1)
+    arguments = posthoc_arguments(config, settings)
+    _, pixels = nuisance.posthoc_error(flat(x_train), y_train, flat(x_test), y_test, num_classes, **arguments)
+    _, untrained_errors = nuisance.posthoc_nuisance_error(
+        network_lib.Network.from_model(untrained, "untrained"), x_train, y_train, x_test, y_test, **arguments)
+    return {"inputs": pixels, "untrained_z_n": untrained_errors}
+
+
 def summary_table(results):
     """A readable text table of an eval.json dict."""
     n = results["num_examples"]
     inv = results["invertibility"]
     att = results["metamer_attack"]
+    nuisance_error = results["nuisance_error"]
     rows = [
-        (f"logit error, train ({n['train']} ex.)", _pct(results["logit_error"]["train"])),
-        (f"logit error, test ({n['test']} ex.)", _pct(results["logit_error"]["test"])),
-        ("nuisance-classifier error, train", _pct(results["nuisance_error"]["train"])),
-        ("nuisance-classifier error, test", _pct(results["nuisance_error"]["test"])),
+        (f"logit error, train ({n['train']} ex.)", pct(results["logit_error"]["train"])),
+        (f"logit error, test ({n['test']} ex.)", pct(results["logit_error"]["test"])),
+        ("nuisance-classifier error, train", pct(nuisance_error["train"], nuisance_error.get("train_sd"))),
+        ("nuisance-classifier error, test", pct(nuisance_error["test"], nuisance_error.get("test_sd"))),
+    ]
+    rows += [(f"  on z_n part {name}, test", pct(part["test"], part["test_sd"]))
+             for name, part in nuisance_error.get("parts", {}).items()]
+    rows += [
         ("max |F^-1(F(x)) - x|, test / noise / metamer",
          " / ".join(f"{inv[k]['max']:.2e}" for k in ("test", "noise", "metamer"))),
         ("mean |F^-1(F(x)) - x|, test / noise / metamer",
          " / ".join(f"{inv[k]['mean']:.2e}" for k in ("test", "noise", "metamer"))),
-        (f"metamer attack rate ({att['num_pairs']} pairs)", _pct(att["rate"])),
-        ("  D keeps a's class / oracle says b / oracle says a",
-         " / ".join(_pct(att[k]) for k in ("network_keeps_a", "oracle_says_b", "oracle_says_a"))),
-        ("  network accuracy / oracle accuracy on the a's",
-         f"{_pct(att['network_accuracy'])} / {_pct(att['oracle_accuracy'])}"),
+        ("network accuracy on the pairs / oracle accuracy on the a's",
+         f"{pct(att['network_accuracy'])} / {pct(att['oracle_accuracy'])}"),
     ]
-    if "clipped" in att:
-        clipped = att["clipped"]
-        rows += [("metamer attack rate, clipped to the valid range", _pct(clipped["rate"])),
+    for name, judged in (("as constructed", att), ("clipped to the valid range", att.get("clipped"))):
+        if judged is None:
+            continue
+        rows += [(f"metamer attack rate, {name} ({judged['num_scored']} pairs)", rate_with_interval(judged)),
                  ("  D keeps a's class / oracle says b / oracle says a",
-                  " / ".join(_pct(clipped[k]) for k in ("network_keeps_a", "oracle_says_b", "oracle_says_a")))]
+                  " / ".join(pct(judged[k]) for k in ("network_keeps_a", "oracle_says_b", "oracle_says_a")))]
     width = max(len(name) for name, _ in rows)
     title = f"{results['data']} / {results['loss']}: {results['workdir']}"
     return "\n".join([title, "-" * len(title)] + [f"{name:<{width}}  {value}" for name, value in rows])
 
 
-def _pct(fraction):
-    return "n/a" if fraction is None else f"{100.0 * fraction:.2f} %"
+def pct(fraction, sd=None):
+    """`12.34 %`, or `12.34 ± 0.56 %` with a standard deviation; "n/a" for None."""
+    if fraction is None:
+        return "n/a"
+    return f"{100.0 * fraction:.2f} %" if sd is None else f"{100.0 * fraction:.2f} ± {100.0 * sd:.2f} %"
 
+
+def rate_with_interval(judged):
+    """`12.3 % [10.1, 14.8]`: an attack rate with its 95 % interval."""
+    if judged["rate"] is None:
+        return "n/a"
+    low, high = judged["ci95"]
+    return f"{100.0 * judged['rate']:.1f} % [{100.0 * low:.1f}, {100.0 * high:.1f}]"

@@ -25,7 +25,7 @@ from configs import fashion_mnist as fashion_mnist_config
 from configs import mnist as mnist_config
 from configs import spheres as spheres_config
 from invertible_keras import data, metamers, train_lib
-from invertible_keras.analysis import attack, evaluation, example6, figures, planes
+from invertible_keras.analysis import attack, evaluation, example6, figures, oracles, planes
 from invertible_keras.analysis import network as network_lib
 
 LOSSES = ("ce", "ce_mle", "ice")
@@ -37,7 +37,7 @@ PAPER_TABLE_2 = {"test": {"ce_logit": 0.39, "ice_logit": 0.38, "ce_nuisance": 0.
                  "train": {"ce_logit": 0.00, "ice_logit": 0.37, "ce_nuisance": None, "ice_nuisance": 40.21}}
 
 # Evaluation sizes of `--quick` (the training sizes are the configs' "quick" variants).
-QUICK_EVAL = {"num_train": 1024, "num_test": 256, "nuisance_epochs": 3, "attack_pairs": 256,
+QUICK_EVAL = {"num_train": 1024, "num_test": 256, "nuisance_max_epochs": 3, "nuisance_seeds": 2, "attack_pairs": 256,
               "oracle_epochs": 1, "oracle_steps_per_epoch": 50}
 
 
@@ -111,7 +111,7 @@ def spheres_experiment(workdir, variant="cpu", overrides=None, eval_settings=Non
     """
     eval_settings, figure_settings = eval_settings or evaluation.EvalSettings(), figure_settings or FigureSettings()
     config = apply_overrides(spheres_config.get_config(variant), overrides or {})
-    evaluations = _train_and_evaluate_both(config, workdir, eval_settings)
+    evaluations = _train_and_evaluate_all(config, workdir, eval_settings)
     radii = tuple(evaluations["ce"].config.data.get("radii", (1.0, 10.0)))
     figure_paths = {}
     for loss, ev in evaluations.items():
@@ -127,6 +127,8 @@ def spheres_experiment(workdir, variant="cpu", overrides=None, eval_settings=Non
         for loss, ev in evaluations.items()})
     results = {"experiment": "spheres", "variant": variant, "overrides": overrides or {},
                "runs": {loss: ev.results for loss, ev in evaluations.items()},
+               "baselines": evaluation.posthoc_baselines(config, eval_settings),
+               "metamer_radii": {loss: _metamer_radii(ev, radii, eval_settings.seed) for loss, ev in evaluations.items()},
                "example6": example, "figures": {"figure3": figure_paths}}
     _write_report(workdir, results, _spheres_report(results, workdir))
     return results
@@ -159,17 +161,23 @@ def images_experiment(workdir, datasets=("fashion_mnist", "mnist"), variant="cpu
             results["skipped"][name] = reason
             continue
         run_dir = os.path.join(workdir, name)
-        evaluations = _train_and_evaluate_both(config, run_dir, eval_settings)
+        evaluations = _train_and_evaluate_all(config, run_dir, eval_settings)
+        oracle = oracles.make_oracle(config.data, eval_settings.oracle_cache_dir, eval_settings.oracle_epochs,
+                                     eval_settings.oracle_steps_per_epoch)
+        figure_paths, keeps_a = _image_figures(evaluations, oracle, os.path.join(workdir, "figures", name),
+                                               figure_settings)
         results["datasets"][name] = {
             "runs": {loss: ev.results for loss, ev in evaluations.items()},
-            "figures": _image_figures(evaluations, os.path.join(workdir, "figures", name), figure_settings),
+            "baselines": evaluation.posthoc_baselines(config, eval_settings),
+            "interpolation_keeps_a": keeps_a,
+            "figures": figure_paths,
         }
     _write_report(workdir, results, _images_report(results, workdir))
     return results
 
 
-def _train_and_evaluate_both(base_config, workdir, eval_settings):
-    """Trains (or resumes) the CE and the iCE run of a config and evaluates both."""
+def _train_and_evaluate_all(base_config, workdir, eval_settings):
+    """Trains (or resumes) the CE, CE + MLE and iCE runs of a config and evaluates them."""
     evaluations = {}
     for loss in LOSSES:
         config = base_config.copy_and_resolve_references()
@@ -192,29 +200,47 @@ def _missing_data_reason(data_config):
     return None
 
 
-def _image_figures(evaluations, directory, settings):
-    """Figure 4 grids and figure 6 interpolations, CE and iCE side by side on the same pairs."""
-    ce = evaluations["ce"]
-    idx_a, idx_b = attack.sample_pairs(ce.y_test, settings.num_pairs, settings.seed)
-    x_a, x_b = ce.x_test[idx_a], ce.x_test[idx_b]
-    grid_panels, path_panels = [], []
+def _image_figures(evaluations, oracle, directory, settings):
+    """Figure 4 grids and figure 6 interpolations of every run side by side on the same pairs.
+
+    Returns `(paths, keeps_a)`: keeps_a[run] is the fraction of interpolation steps (both ends
+    included, clipped to [0, 1]) that the oracle assigns to a's class.
+    """
+    first = next(iter(evaluations.values()))
+    idx_a, idx_b = attack.sample_pairs(first.y_test, settings.num_pairs, settings.seed)
+    x_a, x_b, y_a = first.x_test[idx_a], first.x_test[idx_b], first.y_test[idx_a]
+    grid_panels, path_panels, keeps_a = [], [], {}
     for loss, ev in evaluations.items():
         x_met = network_lib.metamers(ev.network, x_a, x_b)
         grid_panels.append((LABELS[loss], x_a, x_met, x_b))
-        path_panels.append((LABELS[loss], np.asarray(metamers.interpolate(ev.network, x_a, x_b,
-                                                                          settings.interpolation_steps)), x_b))
-    return {
+        path = np.asarray(metamers.interpolate(ev.network, x_a, x_b, settings.interpolation_steps))
+        path_panels.append((LABELS[loss], path, x_b))
+        labels = np.asarray(oracle(np.clip(path.reshape(-1, *x_a.shape[1:]), 0.0, 1.0)))
+        keeps_a[loss] = float(np.mean(labels.reshape(len(x_a), -1) == y_a[:, None]))  # (pair, step)
+    paths = {
         "figure4": figures.plot_metamer_grid(grid_panels, os.path.join(directory, "figure4_metamers.png"),
                                              title="Metamers F^-1(z_s(a), z_n(b)) (paper figure 4)"),
         "figure6": figures.plot_interpolations(path_panels, os.path.join(directory, "figure6_interpolations.png"),
                                                title="z_s(a) fixed, z_n from a to b (paper figure 6)"),
     }
+    return paths, keeps_a
+
+
+def _metamer_radii(ev, radii, seed, num_pairs=1000, tolerance=0.05):
+    """Norms of spheres metamers of test pairs, and the fraction off both spheres."""
+    idx_a, idx_b = attack.sample_pairs(ev.y_test, num_pairs, seed)
+    norms = np.linalg.norm(network_lib.metamers(ev.network, ev.x_test[idx_a], ev.x_test[idx_b]), axis=-1)
+    off = np.all([np.abs(norms - r) > tolerance * r for r in radii], axis=0)
+    return {"min": float(norms.min()), "mean": float(norms.mean()), "max": float(norms.max()),
+            "off_both_spheres": float(np.mean(off))}
 
 
 # ---------------------------------------------------------------------------------- reports
 
-def _pct(fraction):
-    return "n/a" if fraction is None else f"{100.0 * fraction:.2f}"
+def _pct(fraction, sd=None):
+    if fraction is None:
+        return "n/a"
+    return f"{100.0 * fraction:.2f}" if sd is None else f"{100.0 * fraction:.2f} ± {100.0 * sd:.2f}"
 
 
 def _table(header, rows):
@@ -222,55 +248,95 @@ def _table(header, rows):
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
+def _nuisance(errors, split="test"):
+    return _pct(errors[split], errors.get(f"{split}_sd"))
+
+
 def _comparison_rows(runs):
-    """Rows metric | CE | iCE for the eval.json dicts of both runs."""
+    """Rows metric | one column per run for the eval.json dicts of the runs."""
     def row(name, get):
-        return [name] + [get(runs[loss]) for loss in LOSSES]
+        return [name] + [get(runs[loss]) for loss in runs]
 
     def inverse_errors(statistic):
         return lambda r: " / ".join(f"{r['invertibility'][k][statistic]:.1e}" for k in ("test", "noise", "metamer"))
 
-    return [
+    def attack(key, clipped):
+        def get(r):
+            judged = r["metamer_attack"].get("clipped") if clipped else r["metamer_attack"]
+            return "n/a" if judged is None else evaluation.rate_with_interval(judged) if key == "rate" else _pct(judged[key])
+        return get
+
+    first = next(iter(runs.values()))
+    clipped = "clipped" in first["metamer_attack"]
+    rows = [
         row("logit error, test (%)", lambda r: _pct(r["logit_error"]["test"])),
         row("logit error, train (%)", lambda r: _pct(r["logit_error"]["train"])),
-        row("nuisance-classifier error, test (%)", lambda r: _pct(r["nuisance_error"]["test"])),
-        row("nuisance-classifier error, train (%)", lambda r: _pct(r["nuisance_error"]["train"])),
-        row("metamer attack rate (%)", lambda r: _pct(r["metamer_attack"]["rate"])),
-        row("  over pairs whose a D classifies correctly (%)",
-            lambda r: _pct(r["metamer_attack"]["rate_given_a_correct"])),
-        row("  oracle says b's class on metamers (%)", lambda r: _pct(r["metamer_attack"]["oracle_says_b"])),
-        row("  metamers clipped to the valid range (%)",
-            lambda r: _pct(r["metamer_attack"].get("clipped", {}).get("rate"))),
+        row("post-hoc nuisance error, test (%, mean ± sd over seeds)", lambda r: _nuisance(r["nuisance_error"])),
+        row("post-hoc nuisance error, train (%)", lambda r: _nuisance(r["nuisance_error"], "train")),
+    ]
+    for part in first["nuisance_error"].get("parts", {}):
+        rows.append(row(f"  on z_n part {part}, test (%)", lambda r, p=part: _nuisance(r["nuisance_error"]["parts"][p])))
+    rows += [
+        row("metamer attack rate, clipped (valid images), 95 % CI (%)" if clipped else
+            "metamer attack rate, 95 % CI (%)", attack("rate", clipped)),
+        row("  D keeps a's class (%)", attack("network_keeps_a", clipped)),
+        row("  oracle says b's class (%)", attack("oracle_says_b", clipped)),
+    ]
+    if clipped:
+        rows.append(row("metamer attack rate, unclipped, 95 % CI (%)", attack("rate", False)))
+    rows += [
+        row("pairs scored (network correct on a and b)", lambda r: str(r["metamer_attack"]["num_scored"])),
         row("oracle accuracy on the data (%)", lambda r: _pct(r["metamer_attack"]["oracle_accuracy"])),
         row("max abs(F^-1(F(x)) - x): test / noise / metamer", inverse_errors("max")),
         row("mean abs(F^-1(F(x)) - x): test / noise / metamer", inverse_errors("mean")),
     ]
+    if not clipped:
+        rows.append(row("metamer norm \\|x_met\\|: min / mean / max",
+                        lambda r: " / ".join(f"{v:.2f}" for v in r["metamer_attack"]["metamer_norm"])))
+    return rows
+
+
+def _baseline_rows(baselines):
+    return [["raw inputs (baseline)", _nuisance(baselines["inputs"])],
+            ["z_n of an untrained network (baseline)", _nuisance(baselines["untrained_z_n"])]]
 
 
 def _settings_text(results, runs):
-    run = runs["ce"]
-    n = run["num_examples"]
+    run = next(iter(runs.values()))
+    n, settings = run["num_examples"], run["settings"]
+    times = ", ".join(f"{LABELS[loss]} {r.get('train_wall_time_s', float('nan')):.0f} s" for loss, r in runs.items())
     return (f"Config variant `{results['variant']}`, overrides `{results['overrides'] or {}}`; "
             f"{run['config']['train']['epochs']} epoch(s), steps per epoch "
-            f"{run['config']['train']['steps_per_epoch'] or 'full pass'}. Evaluation on {n['train']} train and "
-            f"{n['test']} test examples, nuisance classifier {run['settings']['nuisance_epochs']} epochs, "
-            f"{run['metamer_attack']['num_pairs']} metamer pairs; oracle: {run['metamer_attack']['oracle']}.")
+            f"{run['config']['train']['steps_per_epoch'] or 'full pass'}; training wall time {times}. "
+            f"Evaluation on {n['train']} train and {n['test']} test examples; post-hoc nuisance classifiers: "
+            f"{settings['nuisance_seeds']} seeds, early stopping on a held-out slice of the training examples "
+            f"(at most {settings['nuisance_validation']}; at most {settings['nuisance_max_epochs']} epochs); "
+            f"{run['metamer_attack']['num_pairs']} metamer pairs drawn; oracle: {run['metamer_attack']['oracle']}.")
 
 
 def _spheres_report(results, workdir):
     runs = results["runs"]
     ex = results["example6"]
     figure_links = "\n\n".join(f"**{LABELS[loss]}**\n\n![figure 3 {loss}]({os.path.relpath(path, workdir)})"
-                               for loss, path in results["figures"]["figure3"].items())
+                                for loss, path in results["figures"]["figure3"].items())
     example_rows = [[name, _pct(acc["accuracy"]), _pct(acc["accuracy_shifted"])]
                     for name, acc in ex["classifiers"].items()]
+    radii = results["metamer_radii"]
+    radii_text = " ".join(
+        f"{LABELS[loss]}: |x_met| from {r['min']:.2f} to {r['max']:.2f} (mean {r['mean']:.2f}); "
+        f"{_pct(r['off_both_spheres'])} % of them lie off both spheres (more than 5 % from R1 and R2)."
+        for loss, r in radii.items())
     return "\n\n".join([
-        "# Adversarial spheres: CE vs iCE fiRevNet",
+        "# Adversarial spheres: CE, CE + MLE and iCE fiRevNets",
         _settings_text(results, runs),
         "## Errors and metamer attack",
-        _table(["metric", "CE", "iCE"], _comparison_rows(runs)),
+        _table(["metric"] + [LABELS[loss] for loss in runs], _comparison_rows(runs)),
+        _table(["post-hoc classifier on", "test error (%)"], _baseline_rows(results["baselines"])),
         "Paper (appendix B.1, CE): 100 % train and validation accuracy of both the logit and the nuisance "
         "classifier, i.e. the nuisances z_n also carry the label.",
+        "## Metamers leave the data manifold",
+        "A metamer of two data points (z_s of one, z_n of the other) is not a point of either sphere: "
+        + radii_text,
         "## Figure 3: decision regions",
         "Rows: plane through two data points, plane through a point x and its metamer x_met. Columns: the "
         "logit classifier D and the post-hoc nuisance classifier. Solid circles |x| = R1, R2; dotted: the "
@@ -285,30 +351,39 @@ def _spheres_report(results, workdir):
 
 
 def _images_report(results, workdir):
-    parts = ["# Images: CE vs iCE fiRevNet (Table 2, figures 4 and 6)"]
+    parts = ["# Images: CE, CE + MLE and iCE fiRevNets (Table 2, figures 4 and 6)"]
     for name, reason in results["skipped"].items():
         parts.append(f"**{name} skipped**: {reason}")
     for name, entry in results["datasets"].items():
         runs = entry["runs"]
-        table2 = [[split] + [_pct(runs[loss][kind + "_error"][split]) for kind in ("logit", "nuisance")
-                             for loss in LOSSES] for split in ("test", "train")]
-        paper = [[f"paper MNIST {split}"] + ["n/a" if v is None else f"{v:.2f}" for v in
-                                             (PAPER_TABLE_2[split][k] for k in
-                                              ("ce_logit", "ice_logit", "ce_nuisance", "ice_nuisance"))]
-                 for split in ("test", "train")]
+        table2 = [[LABELS[loss]] + [_pct(runs[loss]["logit_error"][split]) for split in ("test", "train")]
+                  + [_nuisance(runs[loss]["nuisance_error"], split) for split in ("test", "train")]
+                  for loss in runs]
+        table2 += [[row[0], "", "", row[1], ""] for row in _baseline_rows(entry["baselines"])]
+        table2 += [[f"paper MNIST, {kind}", _pct_value(PAPER_TABLE_2["test"][f"{kind}_logit"]),
+                    _pct_value(PAPER_TABLE_2["train"][f"{kind}_logit"]),
+                    _pct_value(PAPER_TABLE_2["test"][f"{kind}_nuisance"]),
+                    _pct_value(PAPER_TABLE_2["train"][f"{kind}_nuisance"])] for kind in ("ce", "ice")]
+        keeps = entry["interpolation_keeps_a"]
         parts += [
             f"## {name}",
             _settings_text(results, runs),
             "### Table 2 analogue (% error)",
-            _table(["", "CE logit", "iCE logit", "CE nuisance", "iCE nuisance"], table2 + paper),
+            _table(["run", "logit test", "logit train", "post-hoc nuisance test", "post-hoc nuisance train"], table2),
             "### All measures",
-            _table(["metric", "CE", "iCE"], _comparison_rows(runs)),
+            _table(["metric"] + [LABELS[loss] for loss in runs], _comparison_rows(runs)),
             "### Figure 4: metamers (rows: logit source a, metamer, nuisance source b)",
             f"![figure 4]({os.path.relpath(entry['figures']['figure4'], workdir)})",
             "### Figure 6: interpolations (z_s(a) fixed; z_n from z_n(a) to z_n(b); last row b)",
+            "Fraction of interpolation steps (clipped to [0, 1]) that the oracle assigns to a's class: "
+            + ", ".join(f"{LABELS[loss]} {_pct(value)} %" for loss, value in keeps.items()) + ".",
             f"![figure 6]({os.path.relpath(entry['figures']['figure6'], workdir)})",
         ]
     return "\n\n".join(parts) + "\n"
+
+
+def _pct_value(value):
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def _write_report(workdir, results, report):

@@ -98,7 +98,7 @@ def metamers(network, x_a, x_b, batch_size=256):
 
 
 def take_examples(dataset, num_examples):
-    """Reads the first `num_examples` `(x, y)` of a batched dataset (all, if it holds fewer).
+    """Reads the first `num_examples` `(x, y)` of a batched dataset (all: None or fewer held).
 
     Returns:
         Numpy arrays `(x, y)`; `len(y)` is the number actually read.
@@ -108,7 +108,7 @@ def take_examples(dataset, num_examples):
         xs.append(np.asarray(x))
         ys.append(np.asarray(y))
         count += len(ys[-1])
-        if count >= num_examples:
+        if num_examples is not None and count >= num_examples:
             break
     if not ys:
         raise ValueError("The dataset is empty; expected examples to evaluate.")

@@ -30,6 +30,7 @@ Variants (classmethods, all reachable from `build_model(config)` by `config.kind
 """
 
 import inspect
+import itertools
 import math
 
 import keras
@@ -137,6 +138,18 @@ class FiRevNet(keras.Model):
     def num_nuisances(self):
         """d - C, the width of z_n."""
         return self.latent_dim - self.num_classes
+
+    @property
+    def nuisance_parts(self):
+        """`{name: (start, stop)}`: the column ranges of z_n that come from each part of z.
+
+        "last_stage" is the readout of the last stage without the logits; "stage_k" the half
+        factored out after stage k.
+        """
+        names = ["last_stage"] + [f"stage_{k + 1}" for k in range(len(self._factored_shapes))]
+        sizes = [self._part_sizes[0] - self.num_classes] + self._part_sizes[1:]
+        bounds = [0] + list(itertools.accumulate(sizes))
+        return {name: (start, stop) for name, start, stop in zip(names, bounds, bounds[1:]) if stop > start}
 
     @property
     def stage_output_shapes(self):

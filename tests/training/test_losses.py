@@ -1,16 +1,23 @@
-"""The iCE terms against hand computations, and which optimizer changes what."""
+"""The iCE terms against hand computations, the order of the step, and what each optimizer moves.
+
+Each test here is written to fail under a specific fault of the trainer: a stop_gradient on
+the adversary or the likelihood term, an identity "shuffle", the prior left out of the trained
+variables, `nuisance_steps` ignored or D_phi trained on a stale batch.
+"""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from invertible_keras import losses
 from invertible_keras.models import FiRevNet
-from invertible_keras.priors import FactorialGaussianPrior
-from invertible_keras.trainer import Trainer
+from invertible_keras.priors import LatentPrior
+from invertible_keras.trainer import AdversaryWarmup, Trainer
 from tests.layer_test_case import perturb_weights
 
 RNG = np.random.default_rng(0)
+DIM = 6
 
 
 def _log_softmax(logits):
@@ -22,68 +29,34 @@ def _ce(labels, logits):
     return -_log_softmax(logits)[np.arange(len(labels)), labels]
 
 
-def make_trainer(loss="ice", adversary="negative", beta=0.7, gamma=0.3, lr=1e-2, nuisance_lr=1e-2, dim=6):
-    network = FiRevNet.dense(input_dim=dim, hidden_units=8)
-    network.forward_and_log_det(np.zeros((1, dim), "float32"))
+def _gauss(z, mu, sigma):
+    return np.sum(-0.5 * ((z - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi), axis=1)
+
+
+def _softplus(x):
+    return np.log1p(np.exp(x))
+
+
+def make_trainer(loss="ice", adversary="negative", beta=0.7, gamma=0.3, lr=1e-2, nuisance_lr=1e-2, nuisance_steps=1,
+                 semantic_prior="class_conditional", seed=0):
+    keras.utils.set_random_seed(seed)
+    network = FiRevNet.dense(input_dim=DIM, hidden_units=8)
+    network.forward_and_log_det(np.zeros((1, DIM), "float32"))
     perturb_weights(network, scale=0.3)
-    trainer = Trainer(network, nuisance_hidden_units=(8, 8, 8))
+    trainer = Trainer(network, nuisance_hidden_units=(8, 8, 8), semantic_prior=semantic_prior)
     trainer.compile(optimizer=keras.optimizers.SGD(lr), nuisance_optimizer=keras.optimizers.SGD(nuisance_lr),
-                    loss=loss, beta=beta, gamma=gamma, adversary=adversary)
+                    loss=loss, beta=beta, gamma=gamma, adversary=adversary, nuisance_steps=nuisance_steps)
+    trainer.build_optimizers()
+    for variable in trainer.prior.trainable_variables:  # away from the symmetric start
+        variable.assign(variable + 0.3 * RNG.standard_normal(variable.shape).astype("float32"))
     return trainer
 
 
-def test_prior_log_prob_is_the_closed_form_gaussian():
-    prior = FactorialGaussianPrior(5)
-    prior.mean.assign(RNG.standard_normal(5).astype("float32"))
-    prior.raw_scale.assign(RNG.standard_normal(5).astype("float32"))
-    z = RNG.standard_normal((4, 5)).astype("float32")
-    mu = prior.mean.numpy()
-    sigma = np.log1p(np.exp(prior.raw_scale.numpy()))
-    expected = np.sum(-0.5 * ((z - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi), axis=1)
-    np.testing.assert_allclose(prior.log_prob(z), expected, rtol=1e-5)
-    with pytest.raises(ValueError, match=r"5 nuisance variables.*\(4, 3\)"):
-        prior.log_prob(z[:, :3])
-
-
-@pytest.mark.parametrize("adversary", ["negative", "shuffled"])
-def test_ice_terms_match_hand_computation(adversary):
-    trainer = make_trainer(adversary=adversary)
-    x = RNG.standard_normal((5, 6)).astype("float32")
-    y = np.array([0, 1, 1, 0, 1], "int32")
-    terms, z_s, z_n, nuisance_logits = trainer._terms(x, y, training=False)
-
-    z, log_det = trainer.network.forward_and_log_det(x)
-    z, log_det = z.numpy(), log_det.numpy()
-    np.testing.assert_allclose(z_s, z[:, :2])
-    np.testing.assert_allclose(terms["semantic_ce"], _ce(y, z[:, :2]), rtol=1e-5)
-    d_logits = trainer.nuisance_classifier(z[:, 2:]).numpy()
-    np.testing.assert_allclose(terms["nuisance_ce"], _ce(y, d_logits), rtol=1e-5)
-    mu, sigma = trainer.prior.mean.numpy(), np.log1p(np.exp(trainer.prior.raw_scale.numpy()))
-    log_p = np.sum(-0.5 * ((z[:, 2:] - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi), axis=1)
-    mle = -(log_p + log_det) / 6
-    np.testing.assert_allclose(terms["mle"], mle, rtol=1e-5)
-    if adversary == "negative":
-        expected = _ce(y, z[:, :2]) + 0.3 * mle - 0.7 * _ce(y, d_logits)
-        np.testing.assert_allclose(terms["loss"], expected, rtol=1e-5)
-    else:  # CE against a permutation of the labels: the multiset of labels is kept
-        adv = (terms["loss"].numpy() - _ce(y, z[:, :2]) - 0.3 * mle) / 0.7
-        candidates = np.stack([_ce(np.full(5, c), d_logits) for c in (0, 1)], axis=1)
-        picked = np.argmin(np.abs(candidates - adv[:, None]), axis=1)
-        np.testing.assert_allclose(adv, candidates[np.arange(5), picked], rtol=1e-4)
-        assert sorted(picked) == sorted(y)
-
-
-def test_ce_loss_is_semantic_ce_plus_prior_fit_only():
-    trainer = make_trainer(loss="ce")
-    x = RNG.standard_normal((5, 6)).astype("float32")
-    y = np.array([0, 1, 1, 0, 1], "int32")
-    terms, *_ = trainer._terms(x, y, training=False)
-    np.testing.assert_allclose(terms["loss"], terms["semantic_ce"] + terms["mle"], rtol=1e-6)
-    with tf.GradientTape() as tape:
-        terms, *_ = trainer._terms(x, y, training=True)
-        mle = tf.reduce_mean(terms["mle"])
-    grads = tape.gradient(mle, trainer.network.trainable_variables)
-    assert all(g is None or np.all(g.numpy() == 0) for g in grads), "CE's prior term reached the network"
+def batch(n=16, seed=1):
+    rng = np.random.default_rng(seed)
+    y = np.tile([0, 1], n // 2).astype("int32")
+    x = rng.standard_normal((n, DIM)).astype("float32") + 1.5 * (2 * y[:, None] - 1)
+    return x, y
 
 
 def _snapshot(variables):
@@ -94,11 +67,150 @@ def _changed(before, variables):
     return [not np.array_equal(b, v.numpy()) for b, v in zip(before, variables)]
 
 
-@pytest.mark.parametrize("loss", ["ce", "ice"])
-def test_nuisance_optimizer_changes_only_the_nuisance_classifier(loss):
-    x = RNG.standard_normal((8, 6)).astype("float32")
-    y = (RNG.uniform(size=8) > 0.5).astype("int32")
+# ------------------------------------------------------------------------------- the terms
 
+@pytest.mark.parametrize("semantic", ["none", "standard", "class_conditional"])
+def test_prior_log_prob_is_the_closed_form_gaussian(semantic):
+    prior = LatentPrior(2, 5, semantic=semantic)
+    for variable in prior.trainable_variables:
+        variable.assign(RNG.standard_normal(variable.shape).astype("float32"))
+    z = RNG.standard_normal((4, 5)).astype("float32")
+    y = np.array([0, 1, 1, 0])
+    expected = _gauss(z[:, 2:], prior.nuisance_mean.numpy(), _softplus(prior.nuisance_raw_scale.numpy()))
+    if semantic == "standard":
+        expected += _gauss(z[:, :2], 0.0, 1.0)
+    if semantic == "class_conditional":
+        expected += _gauss(z[:, :2], prior.class_means.numpy()[y], _softplus(prior.semantic_raw_scale.numpy()))
+    np.testing.assert_allclose(prior.log_prob(z, y), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"width 5.*\(4, 3\)"):
+        prior.log_prob(z[:, :3], y)
+    with pytest.raises(ValueError, match="semantic.*'flat'"):
+        LatentPrior(2, 5, semantic="flat")
+
+
+@pytest.mark.parametrize("adversary", ["negative", "shuffled", "uniform"])
+def test_ice_terms_match_hand_computation(adversary):
+    trainer = make_trainer(adversary=adversary)
+    x, y = batch(6)
+    z, log_det = trainer.network.forward_and_log_det(x)
+    terms, d_logits = trainer._terms(z, log_det, y, training=False)
+    z, log_det, d_logits = z.numpy(), log_det.numpy(), d_logits.numpy()
+    np.testing.assert_allclose(terms["semantic_ce"], _ce(y, z[:, :2]), rtol=1e-5)
+    np.testing.assert_allclose(terms["nuisance_ce"], _ce(y, d_logits), rtol=1e-5)
+    prior = trainer.prior
+    log_p = (_gauss(z[:, 2:], prior.nuisance_mean.numpy(), _softplus(prior.nuisance_raw_scale.numpy()))
+             + _gauss(z[:, :2], prior.class_means.numpy()[y], _softplus(prior.semantic_raw_scale.numpy())))
+    mle = -(log_p + log_det) / DIM
+    np.testing.assert_allclose(terms["mle"], mle, rtol=1e-5)
+    adv = (terms["loss"].numpy() - _ce(y, z[:, :2]) - 0.3 * mle) / 0.7
+    if adversary == "negative":
+        np.testing.assert_allclose(adv, -_ce(y, d_logits), rtol=1e-4, atol=1e-5)
+    elif adversary == "uniform":
+        np.testing.assert_allclose(adv, -_log_softmax(d_logits).mean(axis=1), rtol=1e-4)
+    else:  # CE against a permutation of the labels: the multiset of labels is kept
+        candidates = np.stack([_ce(np.full(len(y), c), d_logits) for c in (0, 1)], axis=1)
+        picked = np.argmin(np.abs(candidates - adv[:, None]), axis=1)
+        np.testing.assert_allclose(adv, candidates[np.arange(len(y)), picked], rtol=1e-4)
+        assert sorted(picked) == sorted(y)
+
+
+def test_shuffled_labels_are_a_real_permutation():
+    labels = tf.constant(np.arange(64) % 4, tf.int32)
+    confident = 30.0 * tf.one_hot(labels, 4)  # CE against the true labels is ~0
+    adversary = losses.adversary(labels, confident, "shuffled").numpy()
+    moved = adversary > 1.0
+    assert 0.5 < moved.mean() < 1.0, "the shuffle kept (almost) every label in place"
+
+
+def test_ce_loss_is_semantic_ce_plus_prior_fit_only():
+    trainer = make_trainer(loss="ce")
+    x, y = batch(6)
+    with tf.GradientTape() as tape:
+        z, log_det = trainer.network.forward_and_log_det(x, training=True)
+        terms, _ = trainer._terms(z, log_det, y, training=True)
+        mle = tf.reduce_mean(terms["mle"])
+    np.testing.assert_allclose(terms["loss"], terms["semantic_ce"] + terms["mle"], rtol=1e-6)
+    grads = tape.gradient(mle, trainer.network.trainable_variables)
+    assert all(g is None or np.all(g.numpy() == 0) for g in grads), "CE's prior term reached the network"
+
+
+@pytest.mark.parametrize("loss", ["ce_mle", "ice"])
+def test_likelihood_term_reaches_the_network(loss):
+    trainer = make_trainer(loss=loss)
+    x, y = batch(6)
+    with tf.GradientTape() as tape:
+        z, log_det = trainer.network.forward_and_log_det(x, training=True)
+        terms, _ = trainer._terms(z, log_det, y, training=True)
+        mle = tf.reduce_mean(terms["mle"])
+    grads = tape.gradient(mle, trainer.network.trainable_variables)
+    assert max(float(tf.reduce_max(tf.abs(g))) for g in grads if g is not None) > 1e-4
+
+
+# ------------------------------------------------------------------------------- the step
+
+@pytest.mark.parametrize("adversary", ["uniform", "shuffled", "negative"])
+def test_adversarial_step_raises_the_frozen_nuisance_classifiers_loss(adversary):
+    """From one start with D frozen, a network step with beta > 0 raises D's loss; beta = 0 does not."""
+    x, y = batch(64)
+    start = make_trainer(adversary=adversary, lr=0.0, nuisance_lr=0.1, nuisance_steps=5)
+    start.train_on_batch(x, y)  # D learns to read the label from z_n
+    weights = start.get_weights()
+
+    def d_loss_after_step(beta):
+        trainer = make_trainer(adversary=adversary, beta=beta, gamma=0.0, lr=0.2, nuisance_lr=0.0)
+        trainer.set_weights(weights)
+        trainer.adversary_weight.assign(beta)
+        def d_loss():  # batch statistics in D's input standardisation, as in the step
+            z_n = trainer.network.forward_and_log_det(x)[0][:, 2:]
+            return float(tf.reduce_mean(losses.cross_entropy(y, trainer.nuisance_classifier(z_n, training=True))))
+
+        before = d_loss()
+        trainer.train_on_batch(x, y)
+        return before, d_loss()
+
+    before, plain = d_loss_after_step(0.0)
+    _, adversarial = d_loss_after_step(5.0)
+    assert before < 0.6, "the start is not an informed nuisance classifier"
+    assert adversarial > plain + 0.02 and adversarial > before + 0.02
+    assert plain < before + 0.01
+
+
+def test_nuisance_steps_update_d_on_the_current_batch_before_the_network_step():
+    """k steps of D_phi on stop_gradient(z_n) of this batch (network weights before the step)."""
+    x, y = batch(16)
+    trainer = make_trainer(adversary="uniform", nuisance_steps=3, lr=0.1, nuisance_lr=0.1)
+    reference = make_trainer(adversary="uniform", nuisance_steps=3, lr=0.1, nuisance_lr=0.1)
+    reference.set_weights(trainer.get_weights())
+
+    z_n = reference.network.forward_and_log_det(x, training=True)[0][:, 2:]
+    d, sgd = reference.nuisance_classifier, keras.optimizers.SGD(0.1)
+    for _ in range(3):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(losses.cross_entropy(y, d(z_n, training=True)))
+        sgd.apply_gradients(zip(tape.gradient(loss, d.trainable_variables), d.trainable_variables))
+    expected_adversary = float(tf.reduce_mean(losses.adversary(y, d(z_n, training=True), "uniform")))
+
+    logs = trainer.train_on_batch(x, y, return_dict=True)
+    assert int(trainer.nuisance_optimizer.iterations.numpy()) == 3
+    assert int(trainer.optimizer.iterations.numpy()) == 1
+    for got, want in zip(trainer.nuisance_classifier.trainable_variables, d.trainable_variables):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-6)
+    # The network's step saw the fresh D_phi: its adversary term is the updated classifier's.
+    np.testing.assert_allclose(logs["adversary"], expected_adversary, rtol=1e-4)
+
+
+@pytest.mark.parametrize("loss", ["ce", "ce_mle", "ice"])
+def test_every_loss_fits_every_prior_parameter(loss):
+    trainer = make_trainer(loss=loss)
+    x, y = batch(16)
+    before = _snapshot(trainer.prior.trainable_variables)
+    trainer.train_on_batch(x, y)
+    assert len(before) == 4 and all(_changed(before, trainer.prior.trainable_variables))
+
+
+@pytest.mark.parametrize("loss", ["ce", "ce_mle", "ice"])
+def test_nuisance_optimizer_changes_only_the_nuisance_classifier(loss):
+    x, y = batch(8)
     frozen_main = make_trainer(loss=loss, lr=0.0)
     main, nuisance = frozen_main.main_variables, frozen_main.nuisance_classifier.trainable_variables
     before_main, before_nuisance = _snapshot(main), _snapshot(nuisance)
@@ -114,6 +226,19 @@ def test_nuisance_optimizer_changes_only_the_nuisance_classifier(loss):
     assert any(_changed(before_main, main))
 
 
+def test_warmup_ramps_the_adversary_weight_from_the_step_count():
+    x, y = batch(8)
+    trainer = make_trainer(beta=2.0)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).repeat(6)
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(
+        float(trainer.adversary_weight.numpy())))
+    trainer.fit(dataset, epochs=1, verbose=0, callbacks=[AdversaryWarmup(2, 4), record])
+    np.testing.assert_allclose(seen, [0.0, 0.0, 0.0, 1.0, 2.0, 2.0])
+    with pytest.raises(ValueError, match="start < end"):
+        AdversaryWarmup(5, 5)
+
+
 def test_bad_compile_arguments_are_clear_errors():
     trainer = make_trainer()
     sgd = keras.optimizers.SGD
@@ -123,3 +248,5 @@ def test_bad_compile_arguments_are_clear_errors():
         trainer.compile(optimizer=sgd(), nuisance_optimizer=sgd(), adversary="max")
     with pytest.raises(ValueError, match="nuisance_steps.*0"):
         trainer.compile(optimizer=sgd(), nuisance_optimizer=sgd(), nuisance_steps=0)
+    with pytest.raises(ValueError, match="beta.*-1"):
+        trainer.compile(optimizer=sgd(), nuisance_optimizer=sgd(), beta=-1.0)
