@@ -10,6 +10,7 @@ networks are orthogonal maps (`LinearBijection`) whose classifier is D(x) = [<r,
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from invertible_keras.analysis import attack, invertibility, nuisance, oracles
 from tests.analysis.linear_bijection import DIM, LinearBijection
@@ -48,8 +49,10 @@ def test_attack_rate_is_zero_when_z_n_holds_no_class_information():
     assert result["logit_change_max"] < 1e-4
 
     _, errors = nuisance.posthoc_nuisance_error(network, x[:400], y[:400], x[400:], y[400:],
-                                                hidden_units=(32, 32, 32), epochs=20, batch_size=32)
+                                                hidden_units=(32, 32, 32), max_epochs=20, batch_size=32,
+                                                validation_size=80, seeds=(0, 1))
     assert errors["test"] > 0.3  # chance is 0.5: z_n is noise independent of y
+    assert len(errors["test_per_seed"]) == 2 and errors["test_sd"] >= 0.0
 
 
 def test_attack_rate_is_high_when_the_class_hides_in_z_n():
@@ -59,11 +62,53 @@ def test_attack_rate_is_high_when_the_class_hides_in_z_n():
     assert result["network_accuracy"] == 1.0 and result["oracle_accuracy"] == 1.0
     assert result["network_keeps_a"] == 1.0
     assert result["rate"] == 1.0 and result["oracle_says_b"] == 1.0
-    assert result["rate_given_a_correct"] == 1.0 and "clipped" not in result
+    assert result["num_scored"] == 400 and "clipped" not in result
+    low, high = result["ci95"]
+    assert 0.98 < low < 1.0 and high == 1.0
 
     _, errors = nuisance.posthoc_nuisance_error(network, x[:400], y[:400], x[400:], y[400:],
-                                                hidden_units=(32, 32, 32), epochs=20, batch_size=32)
+                                                hidden_units=(32, 32, 32), max_epochs=20, batch_size=32,
+                                                validation_size=80, seeds=(0,))
     assert errors["test"] < 0.02 and errors["train"] < 0.02
+
+
+class FlippingDecoder(LinearBijection):
+    """The class-leaking bijection of the test above, except that `decode` swaps the two logits
+    when z_n says class 1 (its first entry, x_0, is positive): on those metamers D no longer
+    keeps a's class, while the oracle, which reads x_0, still says b's."""
+
+    def decode(self, z_s, z_n):
+        flip = z_n[:, :1] > 0
+        return super().decode(tf.where(flip, z_s[:, ::-1], z_s), z_n)
+
+
+def test_attack_rate_counts_only_metamers_that_keep_as_class():
+    network = FlippingDecoder(readout=np.eye(DIM)[1])
+    x, y = sample(600, [0, 1], seed=0)
+    result = attack.metamer_attack(network, x, y, oracle, num_pairs=400, seed=0)
+    _, idx_b = attack.sample_pairs(y, 400, seed=0)
+    expected = np.mean(y[idx_b] == 0)  # the pairs whose metamer was not flipped
+    assert 0.3 < expected < 0.7
+    assert result["oracle_says_b"] == 1.0
+    assert result["network_keeps_a"] == pytest.approx(expected)
+    assert result["rate"] == pytest.approx(expected)
+
+
+def test_attack_rate_is_restricted_to_pairs_the_network_classifies_correctly():
+    network = LinearBijection(readout=np.eye(DIM)[1])
+    x, y = sample(600, [0, 1], seed=0)
+    y_wrong = y.copy()
+    y_wrong[:300] = 1 - y_wrong[:300]  # labels the network now gets wrong: half the pairs drop out
+    result = attack.metamer_attack(network, x, y_wrong, oracle, num_pairs=400, seed=0)
+    idx_a, idx_b = attack.sample_pairs(y_wrong, 400, seed=0)
+    correct = (idx_a >= 300) & (idx_b >= 300)
+    assert result["num_scored"] == correct.sum() and result["network_accuracy"] == pytest.approx(correct.mean())
+
+
+def test_wilson_interval_matches_the_closed_form():
+    low, high = attack.wilson_interval(30, 100)
+    assert low == pytest.approx(0.2189, abs=1e-4) and high == pytest.approx(0.3958, abs=1e-4)
+    assert attack.wilson_interval(0, 0) is None
 
 
 def test_clipping_metamers_is_judged_on_the_clipped_input():
