@@ -44,6 +44,7 @@ def get_config():
     config.train.jit_compile = False        # XLA; see bench/speed.py
     config.train.distribute = "auto"        # auto | none | mirrored | multi_worker
     config.train.metamer_images = 8         # metamer grid in TensorBoard each epoch (images only)
+    config.train.plane_resolution = 41      # figure-3 planes in TensorBoard each epoch (spheres; 0: off)
     config.train.export = True              # SavedModel in workdir/export at the end
 
     config.ice = ml_collections.ConfigDict()
