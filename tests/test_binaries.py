@@ -38,3 +38,11 @@ def test_tf_logs_brings_tensorflow_logs_back():
     assert not CPP_LOG.findall(quiet.stderr)
     assert CPP_LOG.findall(loud.stderr)
 
+
+
+def test_reproduce_exits_nonzero_when_every_data_set_was_skipped(tmp_path):
+    out = _run("train.reproduce", "--experiment=images", f"--workdir={tmp_path}", "--datasets=mnist", "--quick",
+               "--override=data.source=idx", f"--override=data.idx_dir={tmp_path}")
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "every data set was skipped (mnist): nothing was run" in out.stderr
+    assert "skipped" in (tmp_path / "report.md").read_text()
