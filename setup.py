@@ -4,7 +4,10 @@ setup(
     name="invertible_keras",
     version="0.1.0",
     description="Fully invertible classifiers (fiRevNets), metamers and iCE training for Keras 3.",
-    packages=find_packages(include=["invertible_keras", "invertible_keras.*", "train", "configs"]),
+    # Only the library: `train/` and `configs/` are the application, run from the repository root
+    # (`python -m train.train --config=configs/...`); installed, they would be top-level packages
+    # named `train` and `configs` in site-packages.
+    packages=find_packages(include=["invertible_keras", "invertible_keras.*"]),
     python_requires=">=3.10",
     install_requires=[
         "tensorflow==2.21.*",

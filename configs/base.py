@@ -1,9 +1,13 @@
 """Defaults shared by every experiment; the other config files override what differs.
 
 Every field other parts of the project rely on is here (DESIGN.md, "Config fields").
+A field whose default is None is an `ml_collections.config_dict.placeholder(type)`, so that
+`--config.data.idx_dir=DIR` and the like can be overridden from the command line (absl cannot
+parse a value for a field of type NoneType).
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config():
@@ -13,8 +17,8 @@ def get_config():
     config.data = ml_collections.ConfigDict()
     config.data.name = "spheres"            # spheres | mnist | fashion_mnist | imagenet2012
     config.data.source = "auto"             # auto | tfds | idx
-    config.data.idx_dir = None              # directory with the four IDX files (offline)
-    config.data.data_dir = None             # TFDS data dir
+    config.data.idx_dir = config_dict.placeholder(str)  # directory with the four IDX files (offline)
+    config.data.data_dir = config_dict.placeholder(str)  # TFDS data dir
     config.data.batch_size = 64             # global batch size
     config.data.seed = config.get_ref("seed")
     config.data.dequantize = False          # uniform noise of one grey level (images)
@@ -28,18 +32,19 @@ def get_config():
     config.train = ml_collections.ConfigDict()
     config.train.loss = "ice"               # ce | ce_mle | ice
     config.train.epochs = 1
-    config.train.steps_per_epoch = None     # None: one pass over the training split
-    config.train.eval_steps = None          # None: the whole test split
+    config.train.steps_per_epoch = config_dict.placeholder(int)  # None: one pass over the training split
+    config.train.eval_steps = config_dict.placeholder(int)  # None: the whole test split
     config.train.optimizer = "adam"         # adam | adamax | sgd
     config.train.learning_rate = 1e-3
     config.train.momentum = 0.9             # sgd only
     config.train.weight_decay = 0.0         # decoupled, in the optimizer
     config.train.lr_decay_epochs = 0        # multiply lr by lr_decay_factor every n epochs (0: off)
     config.train.lr_decay_factor = 0.2
-    config.train.clipnorm = None
+    config.train.clipnorm = config_dict.placeholder(float)  # None: no gradient clipping
     config.train.jit_compile = False        # XLA; see bench/speed.py
     config.train.distribute = "auto"        # auto | none | mirrored | multi_worker
     config.train.metamer_images = 8         # metamer grid in TensorBoard each epoch (images only)
+    config.train.plane_resolution = 41      # figure-3 planes in TensorBoard each epoch (spheres; 0: off)
     config.train.export = True              # SavedModel in workdir/export at the end
 
     config.ice = ml_collections.ConfigDict()

@@ -8,6 +8,8 @@ shifts of 3 px, dequantised inputs, nuisance classifier 3 x 512, 5 nuisance step
 
 from configs import base
 
+VARIANTS = ("cpu", "quick", "paper")
+
 
 def get_config(variant="cpu"):
     config = base.get_config()

@@ -4,14 +4,18 @@
 224x224, 4 stages x 4 blocks, momentum SGD 0.1, 128 epochs, batch 480 (6 GPUs), CE loss.
 """
 
+from ml_collections import config_dict
+
 from configs import base
+
+VARIANTS = ("cpu", "paper")
 
 
 def get_config(variant="cpu"):
     config = base.get_config()
     config.data.name = "imagenet2012"
     config.data.image_size = 64
-    config.data.manual_dir = None
+    config.data.manual_dir = config_dict.placeholder(str)  # ILSVRC2012 tars (TFDS manual_dir)
     config.data.batch_size = 16
     config.model.kind = "imagenet"
     config.model.input_shape = (64, 64, 3)

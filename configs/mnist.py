@@ -5,6 +5,8 @@
 
 from configs import fashion_mnist
 
+VARIANTS = fashion_mnist.VARIANTS
+
 
 def get_config(variant="cpu"):
     config = fashion_mnist.get_config(variant)

@@ -1,9 +1,17 @@
-"""Tiny spheres run that trains in seconds: for tests and a first look."""
+"""Tiny spheres run that trains in seconds: for tests and a first look.
+
+Takes a variant like the other configs (`--config=configs/smoke.py:cpu`); `cpu`, the default,
+is its only one.
+"""
 
 from configs import base
 
+VARIANTS = ("cpu",)
 
-def get_config():
+
+def get_config(variant="cpu"):
+    if variant not in VARIANTS:
+        raise ValueError(f"Unknown variant {variant!r}; expected one of {VARIANTS}.")
     config = base.get_config()
     config.data.dim = 10
     config.data.num_train = 512

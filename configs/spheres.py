@@ -7,6 +7,8 @@ is appendix B: 500k samples, 10 epochs, Adam 1e-4, nuisance classifier 3 x 1000 
 
 from configs import base
 
+VARIANTS = ("cpu", "quick", "paper")
+
 
 def get_config(variant="cpu"):
     config = base.get_config()

@@ -1,12 +1,19 @@
 """`train_and_evaluate(config, workdir)`: everything `python -m train.train` does.
 
 Writes into `workdir`:
+    config.json     the run's config; resuming with a config that differs in a field other
+                    than `RESUME_MAY_CHANGE` raises `WorkdirConfigMismatchError`
     checkpoints/    tf.train.CheckpointManager checkpoints after every epoch (atomic: the
                     `checkpoint` index is replaced only after a checkpoint is complete);
                     a rerun of the same command resumes from the latest one
-    tensorboard/    Keras TensorBoard scalars, and a metamer grid per epoch for images
-    metrics.json    the final train and test metrics (written atomically)
+    history.json    the per-epoch Keras logs of every epoch so far, kept across resumes
+    tensorboard/    Keras TensorBoard scalars, and a picture per epoch: a metamer grid for
+                    images, the figure-3 decision planes of a fixed pair for spheres
+    metrics.json    the final train and test metrics and the whole history (written atomically)
     export/         the SavedModel of the fiRevNet (endpoints logits, encode, decode, metamer)
+
+Progress goes to stdout: which run trains and where its results go, then a Keras progress
+bar on a terminal, or one line per epoch when stdout is a file or pipe.
 
 A NaN or Inf loss stops training (keras.callbacks.TerminateOnNaN) without writing a checkpoint
 for that epoch and raises `TrainingDivergedError`: the last good checkpoint stays intact.
@@ -14,6 +21,8 @@ for that epoch and raises `TrainingDivergedError`: the last good checkpoint stay
 
 import json
 import os
+import sys
+import tempfile
 import time
 
 import keras
@@ -22,14 +31,27 @@ import tensorflow as tf
 from absl import logging
 
 from invertible_keras import data, export, metamers
+from invertible_keras.analysis import figures, planes
+from invertible_keras.analysis import network as network_lib
 from invertible_keras.models import build_model
 from invertible_keras.trainer import AdversaryWarmup, Trainer
 
 DISTRIBUTE = ("auto", "none", "mirrored", "multi_worker")
+LOSS_NAMES = {"ce": "cross-entropy (CE)", "ce_mle": "CE + MLE", "ice": "independence cross-entropy (iCE)"}
+# Config fields a resumed run may change: how long and on what it trains, not what it trains.
+RESUME_MAY_CHANGE = frozenset({
+    "seed", "data.seed", "data.source", "data.idx_dir", "data.data_dir", "data.manual_dir", "data.shuffle_buffer",
+    "train.epochs", "train.steps_per_epoch", "train.eval_steps", "train.distribute", "train.jit_compile",
+    "train.export", "train.metamer_images", "train.plane_resolution",
+})
 
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or Inf."""
+
+
+class WorkdirConfigMismatchError(ValueError):
+    """The workdir holds a run of a different config."""
 
 
 def make_strategy(kind):
@@ -100,16 +122,26 @@ def make_checkpoint(trainer, epoch):
 
 
 class CheckpointCallback(keras.callbacks.Callback):
-    """Saves a checkpoint after every epoch whose loss is finite."""
+    """Saves the history and a checkpoint after every epoch whose loss is finite.
 
-    def __init__(self, manager, epoch_variable):
+    `history` (`{log name: [value per epoch]}`, the epochs before this run included) is written
+    to `history_path` (None: not at all) before the checkpoint, so it never lags behind the
+    checkpoint; a resume cuts it back to the checkpoint's epoch (`load_history`).
+    """
+
+    def __init__(self, manager, epoch_variable, history=None, history_path=None):
         super().__init__()
         self.manager, self.epoch_variable = manager, epoch_variable
+        self.history, self.history_path = history if history is not None else {}, history_path
 
     def on_epoch_end(self, epoch, logs=None):
         if not np.isfinite((logs or {}).get("loss", 0.0)):
             logging.error("Epoch %d: non-finite loss, no checkpoint written.", epoch + 1)
             return
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        if self.history_path:
+            write_json_atomic(self.history_path, self.history)
         self.epoch_variable.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)
 
@@ -131,6 +163,41 @@ class MetamerImages(keras.callbacks.Callback):
         self.writer.flush()
 
 
+class DecisionPlaneImages(keras.callbacks.Callback):
+    """Writes the figure-3 decision planes of a fixed pair of spheres examples each epoch.
+
+    The planes (`analysis.planes.spheres_planes`) are labelled by the logit classifier and by
+    the nuisance classifier being trained with the network (the post-hoc one is `evaluate`'s),
+    drawn by `analysis.figures.plot_decision_planes` and logged as one TensorBoard image.
+    """
+
+    def __init__(self, network, nuisance_classifier, x, y, radii, resolution, logdir):
+        super().__init__()
+        self.network, self.nuisance_classifier = network, nuisance_classifier
+        self.x, self.y, self.radii, self.resolution = x, y, radii, resolution
+        self.writer = tf.summary.create_file_writer(logdir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not np.isfinite((logs or {}).get("loss", 0.0)):
+            return  # a diverged network has no planes to draw (and TerminateOnNaN stops the run)
+        spheres_planes = planes.spheres_planes(self.network, self.nuisance_classifier, self.x, self.y, self.radii,
+                                               seed=0, resolution=self.resolution)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = figures.plot_decision_planes(spheres_planes, os.path.join(tmp, "planes.png"), self.radii,
+                                                title=f"decision regions, epoch {epoch + 1} (paper figure 3)")
+            image = tf.io.decode_png(tf.io.read_file(path), channels=3)
+        with self.writer.as_default():
+            tf.summary.image("planes/figure3", image[None], step=epoch + 1)
+        self.writer.flush()
+
+
+def fit_verbosity(stream=None):
+    """Keras `verbose` for `stream` (default stdout): a progress bar on a terminal, else one line per epoch."""
+    stream = sys.stdout if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return 1 if isatty is not None and isatty() else 2
+
+
 def learning_rate_schedule(train_config):
     """lr * factor ** (epoch // decay_epochs): the paper's step schedule, exact on resume."""
     base, every, factor = train_config.learning_rate, train_config.lr_decay_epochs, train_config.lr_decay_factor
@@ -143,6 +210,13 @@ def train_and_evaluate(config, workdir):
     keras.utils.set_random_seed(config.seed)
     os.makedirs(workdir, exist_ok=True)
     strategy = make_strategy(config.train.distribute)
+    checkpoint_dir = _checkpoint_dir(workdir, strategy)
+    config_path = os.path.join(workdir, "config.json")
+    resuming = bool(tf.train.latest_checkpoint(checkpoint_dir))
+    if resuming:
+        check_workdir_config(workdir, config)
+    if _is_chief(strategy) and not (resuming and os.path.exists(config_path)):
+        write_json_atomic(config_path, config.to_dict())
 
     train_ds = data.load_dataset(config.data, "train", training=True)
     test_ds = data.load_dataset(config.data, "test", training=False)
@@ -159,18 +233,25 @@ def train_and_evaluate(config, workdir):
         trainer = build_trainer(config, init_x)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = make_checkpoint(trainer, epoch)
-    manager = tf.train.CheckpointManager(checkpoint, _checkpoint_dir(workdir, strategy), max_to_keep=3)
+    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=3)
     if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        try:
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        except (ValueError, tf.errors.InvalidArgumentError) as error:
+            raise WorkdirConfigMismatchError(
+                f"{workdir} holds a checkpoint that does not fit the model of this config "
+                f"({str(error).splitlines()[0]}); use another --workdir or the config that made it.") from error
         logging.info("Resumed from %s (epoch %d).", manager.latest_checkpoint, int(epoch.numpy()))
     resumed_from = int(epoch.numpy())
     network = trainer.network
     network.initialize(init_x)  # ActNorm data init; a no-op for restored (initialised) layers
+    history_path = os.path.join(workdir, "history.json")
+    history = load_history(history_path, resumed_from)
 
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.LearningRateScheduler(learning_rate_schedule(config.train)),
-        CheckpointCallback(manager, epoch),
+        CheckpointCallback(manager, epoch, history, history_path if _is_chief(strategy) else None),
         keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
     ]
     if config.ice.warmup_steps:
@@ -180,11 +261,18 @@ def train_and_evaluate(config, workdir):
         x_test = next(iter(test_ds))[0]
         callbacks.append(MetamerImages(network, x_test[:n], x_test[n:2 * n],
                                        os.path.join(workdir, "tensorboard", "metamers")))
+    if config.data.name == "spheres" and config.train.get("plane_resolution"):
+        x_test, y_test = network_lib.take_examples(test_ds, 256)
+        callbacks.append(DecisionPlaneImages(network, trainer.nuisance_classifier, x_test, y_test,
+                                             tuple(config.data.get("radii", (1.0, 10.0))),
+                                             config.train.plane_resolution,
+                                             os.path.join(workdir, "tensorboard", "planes")))
 
-    history = trainer.fit(train_ds, epochs=config.train.epochs, initial_epoch=resumed_from,
-                          steps_per_epoch=steps, validation_data=test_ds, callbacks=callbacks, shuffle=False,
-                          verbose=2)
-    losses = history.history.get("loss", [])
+    print(_start_message(config, workdir, resumed_from), flush=True)
+    fit_history = trainer.fit(train_ds, epochs=config.train.epochs, initial_epoch=resumed_from,
+                              steps_per_epoch=steps, validation_data=test_ds, callbacks=callbacks, shuffle=False,
+                              verbose=fit_verbosity())
+    losses = fit_history.history.get("loss", [])
     if not np.all(np.isfinite(losses)) or (trainer.stop_training and losses):
         raise TrainingDivergedError(
             f"Training stopped: the loss became NaN or Inf in epoch {resumed_from + len(losses)} "
@@ -202,13 +290,68 @@ def train_and_evaluate(config, workdir):
         "wall_time_s": time.time() - start,
         "train": {k: float(v) for k, v in train_eval.items()},
         "test": {k: float(v) for k, v in test_eval.items()},
-        "history": {k: [float(x) for x in v] for k, v in history.history.items()},
+        "history": history,
     }
     if _is_chief(strategy):
         write_json_atomic(os.path.join(workdir, "metrics.json"), metrics)
         if config.train.export:
             export.export_saved_model(network, os.path.join(workdir, "export"))
     return metrics
+
+
+def check_workdir_config(workdir, config):
+    """Raises `WorkdirConfigMismatchError` when `workdir` holds a run of another config.
+
+    The stored config is `workdir/config.json` (or, for runs written before it existed, the
+    config in `metrics.json`); fields in `RESUME_MAY_CHANGE` may differ. Without a stored
+    config nothing is checked.
+    """
+    stored = None
+    for name, key in (("config.json", None), ("metrics.json", "config")):
+        path = os.path.join(workdir, name)
+        if os.path.exists(path):
+            with open(path) as f:
+                stored = json.load(f)
+            stored = stored.get(key) if key else stored
+            break
+    if stored is None:
+        return
+    before, now = _flatten(stored), _flatten(json.loads(json.dumps(config.to_dict(), default=str)))
+    differing = [key for key in sorted(set(before) | set(now))
+                 if key not in RESUME_MAY_CHANGE and before.get(key, "<unset>") != now.get(key, "<unset>")]
+    if differing:
+        changes = "; ".join(f"{key}={before.get(key, '<unset>')!r} there, {now.get(key, '<unset>')!r} now"
+                            for key in differing)
+        raise WorkdirConfigMismatchError(
+            f"{workdir} holds a run of a different config ({changes}); use another --workdir, or the config "
+            f"in {os.path.join(workdir, 'config.json')} to resume it.")
+
+
+def load_history(path, epochs):
+    """The per-epoch history stored at `path`, cut to its first `epochs` epochs ({} if none)."""
+    if not epochs or not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return {key: [float(v) for v in values[:epochs]] for key, values in json.load(f).items()}
+
+
+def _start_message(config, workdir, resumed_from):
+    loss = config.train.loss
+    action = f"Resuming at epoch {resumed_from + 1}" if resumed_from else "Training"
+    return (f"{action}: {config.data.name} {config.model.kind} fiRevNet, loss={loss} "
+            f"({LOSS_NAMES.get(loss, loss)}), epochs={config.train.epochs}. "
+            f"Results in {os.path.abspath(workdir)} (metrics.json, checkpoints/, tensorboard/"
+            f"{', export/' if config.train.export else ''}).")
+
+
+def _flatten(tree, prefix=""):
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def write_json_atomic(path, obj):

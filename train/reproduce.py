@@ -7,7 +7,8 @@ Trains CE and iCE fiRevNets (resuming unfinished runs), evaluates both and write
 DIR/report.md and DIR/results.json. `--quick` uses the configs' "quick" variants and small
 evaluation sizes (seconds; for tests); `--variant=paper` the paper's settings. Config fields
 are overridden with `--epochs`, `--steps_per_epoch` or `--override=field.subfield=value`
-(repeatable). See `invertible_keras.analysis.experiments`.
+(repeatable). See `invertible_keras.analysis.experiments`. Exits with status 1 when every
+data set of the images experiment was skipped (no data available): nothing was run.
 """
 
 from absl import app, flags
@@ -43,8 +44,11 @@ def main(argv):
     if _EXPERIMENT.value == "spheres":
         experiments.spheres_experiment(_WORKDIR.value, variant, overrides, settings, figure_settings)
     else:
-        experiments.images_experiment(_WORKDIR.value, tuple(_DATASETS.value), variant, overrides, settings,
-                                      figure_settings)
+        results = experiments.images_experiment(_WORKDIR.value, tuple(_DATASETS.value), variant, overrides,
+                                                settings, figure_settings)
+        if not results["datasets"]:
+            raise SystemExit(f"Error: every data set was skipped ({', '.join(results['skipped'])}): nothing was "
+                             f"run; the reasons are in the log above and in {_WORKDIR.value}/report.md.")
     print(f"Report: {_WORKDIR.value}/report.md")
 
 

@@ -1,9 +1,10 @@
 """Trains a fiRevNet with CE or iCE.
 
     python -m train.train --config=configs/spheres.py --workdir=/tmp/spheres \
-        [--config.train.loss=ce ...]
+        [--config.train.loss=ce ...] [--tf_logs]
 
-Rerunning the same command resumes from the last checkpoint in workdir.
+Rerunning the same command resumes from the last checkpoint in workdir; a workdir that holds
+a run of another config is refused with the fields that differ.
 """
 
 from absl import app, flags
@@ -19,7 +20,11 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    train_lib.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    print(f"Config: {config_flags.get_config_filename(flags.FLAGS['config'])}", flush=True)
+    try:
+        train_lib.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    except train_lib.WorkdirConfigMismatchError as error:
+        raise SystemExit(f"Error: {error}") from None  # one line, exit status 1
 
 
 if __name__ == "__main__":

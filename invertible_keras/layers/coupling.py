@@ -33,7 +33,8 @@ class Coupling(InvertibleLayer):
     Args:
         hidden_units: width of the subnet's hidden layers (units or filters).
         kernel_size: spatial size of the outer conv kernels (images only).
-        batch_norm: whether the subnet uses batch normalisation after its hidden layers.
+        batch_norm: whether the subnet uses batch normalisation after its hidden layers;
+            synchronized across replicas under `tf.distribute` (statistics of the global batch).
         zero_init: zero-initialise the subnet's last layer so the coupling starts as the
             identity (the standard stability choice of Glow and i-RevNet).
     """
@@ -81,7 +82,7 @@ class Coupling(InvertibleLayer):
         for layer in hidden:
             layers.append(layer)
             if self.batch_norm:
-                layers.append(keras.layers.BatchNormalization(**common))
+                layers.append(keras.layers.BatchNormalization(synchronized=True, **common))
             layers.append(keras.layers.ReLU(**common))
         return keras.Sequential(layers + [last], name="subnet")
 

@@ -1,7 +1,10 @@
-"""End to end through the binary: artifacts, resume after a kill, NaN handling, ActNorm init."""
+"""End to end through the binary: artifacts, resume after a kill, NaN handling, ActNorm init,
+history across resumes, workdir/config mismatch, progress output, the spheres plane image."""
 
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,7 +67,7 @@ def test_killed_run_resumes_from_the_last_checkpoint_and_finishes(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["resumed_from_epoch"] >= killed_at
     assert metrics["epochs"] == 8
-    assert len(metrics["history"]["loss"]) == 8 - metrics["resumed_from_epoch"]
+    assert len(metrics["history"]["loss"]) == 8  # the killed run's epochs are kept
 
 
 def _tiny_conv_config(epochs):
@@ -139,3 +142,62 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_pat
     kept = tf.train.load_checkpoint(str(tmp_path / "checkpoints"))
     for key, value in good_values.items():
         np.testing.assert_array_equal(kept.get_tensor(key), value)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_fit_verbosity_is_a_progress_bar_on_a_terminal_and_a_line_per_epoch_otherwise():
+    assert train_lib.fit_verbosity(_Terminal()) == 1
+    assert train_lib.fit_verbosity(io.StringIO()) == 2
+
+
+def _image_tags(directory):
+    return {v.tag for event in directory.glob("events.*")
+            for record in tf.compat.v1.train.summary_iterator(str(event)) for v in record.summary.value}
+
+
+def test_history_is_kept_across_resumes_with_progress_and_a_plane_per_epoch(tmp_path, monkeypatch, capsys):
+    config = smoke.get_config()
+    config.train.epochs = 1
+    config.train.export = False
+    config.train.plane_resolution = 11
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stdout", terminal)
+    first = train_lib.train_and_evaluate(config, str(tmp_path))
+    monkeypatch.undo()
+    out = terminal.getvalue()
+    assert f"Training: spheres dense fiRevNet, loss=ice (independence cross-entropy (iCE)), epochs=1. " \
+           f"Results in {tmp_path}" in out
+    assert "\r" in out  # Keras' live progress bar
+
+    config.train.epochs = 3
+    resumed = train_lib.train_and_evaluate(config, str(tmp_path))
+    out = capsys.readouterr().out
+    assert out.startswith("Resuming at epoch 2: spheres dense fiRevNet") and "\r" not in out
+    assert len(re.findall(r"^\d+/\d+ - ", out, flags=re.M)) == 2  # one line per epoch
+    assert resumed["history"]["loss"][:1] == first["history"]["loss"]
+    assert len(resumed["history"]["loss"]) == len(resumed["history"]["val_loss"]) == 3
+
+    finished = train_lib.train_and_evaluate(config, str(tmp_path))  # nothing left to train
+    assert finished["history"] == resumed["history"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["history"] == resumed["history"]
+    assert "planes/figure3" in _image_tags(tmp_path / "tensorboard" / "planes")
+
+
+def test_a_workdir_of_another_config_is_refused_naming_the_fields(tmp_path):
+    config = smoke.get_config()
+    config.train.epochs = 1
+    config.train.export = False
+    train_lib.train_and_evaluate(config, str(tmp_path))
+    assert json.loads((tmp_path / "config.json").read_text()) == json.loads(json.dumps(config.to_dict()))
+    config.model.hidden_units = 32
+    config.train.loss = "ce"
+    config.train.epochs = 2  # may change on resume: not named
+    with pytest.raises(train_lib.WorkdirConfigMismatchError,
+                       match=r"holds a run of a different config \(model\.hidden_units=16 there, 32 now; "
+                             r"train\.loss='ice' there, 'ce' now\)") as error:
+        train_lib.train_and_evaluate(config, str(tmp_path))
+    assert "\n" not in str(error.value)
