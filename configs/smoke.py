@@ -21,4 +21,5 @@ def get_config(variant="cpu"):
     config.model.input_dim = config.data.get_ref("dim")
     config.train.epochs = 2
     config.ice.nuisance_hidden_units = (16, 16, 16)
+    config.ice.warmup_steps = (4, 16)
     return config

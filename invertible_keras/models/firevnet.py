@@ -310,17 +310,19 @@ class FiRevNet(keras.Model):
 
     # ------------------------------------------------------------------ variants
     @classmethod
-    def dense(cls, input_dim=100, num_classes=2, num_blocks=4, hidden_units=256,
+    def dense(cls, input_dim=100, num_classes=2, num_blocks=4, hidden_units=256, mixing=False, seed=None,
               reversible_gradients=False, dtype=None, name="firevnet_dense"):
         """The fully connected fiRevNet of the spheres experiment (appendix B.1).
 
         z = A_n o ... o A_1 (x) with `num_blocks` additive couplings, each a ReLU bottleneck MLP
         f (two hidden layers of `hidden_units`), no batch norm, volume preserving
-        (log|det J| = 0). No permutation or 1x1 mixing is inserted between blocks: every
-        coupling already swaps its halves (RevNet), so consecutive blocks update alternate
-        halves and each f is dense over its half; a learned mixing would also make the
-        Jacobian non-volume-preserving, which the paper's model is not. The logits z[:, :2]
-        are the half written by the last block.
+        (log|det J| = 0). By default no permutation or mixing is inserted between blocks:
+        every coupling already swaps its halves (RevNet), so consecutive blocks update
+        alternate halves and each f is dense over its half; the paper's model is volume
+        preserving. Variables in the same half then stay in the same half, so a map that
+        combines two of them (x_2 - x_1) takes several blocks; `mixing=True` puts a learned
+        `Invertible1x1Conv` (a dense LU-parameterised matrix) before every coupling, as Glow.
+        The logits z[:, :C] are taken from the half written by the last block.
 
         Args:
             input_dim: d, the dimension of the spheres (even).
@@ -328,10 +330,15 @@ class FiRevNet(keras.Model):
             num_blocks: number of additive coupling blocks (paper: 4).
             hidden_units: width of the hidden layers of every coupling subnet (the paper does
                 not give it; 256 > d/2 = 50).
+            mixing: a learned invertible linear mixing before every coupling.
+            seed: base seed of the mixings' random rotations (None: random).
             reversible_gradients, dtype, name: see `FiRevNet`.
         """
-        blocks = [AdditiveCoupling(hidden_units=hidden_units, batch_norm=False, dtype=dtype)
-                  for _ in range(num_blocks)]
+        blocks = []
+        for b in range(num_blocks):
+            if mixing:
+                blocks.append(Invertible1x1Conv(seed=None if seed is None else seed + b, dtype=dtype))
+            blocks.append(AdditiveCoupling(hidden_units=hidden_units, batch_norm=False, dtype=dtype))
         return cls([blocks], (input_dim,), num_classes, reversible_gradients=reversible_gradients,
                    dtype=dtype, name=name)
 
@@ -388,9 +395,10 @@ class FiRevNet(keras.Model):
         if c < num_classes:
             raise ValueError(
                 f"The last stage of this layout has {c} channels, so only {c} of the {num_classes} logits "
-                "would be DC components (global average pooling). Use factor_out=False, fewer squeezes "
-                f"or a larger input. Received: input_shape={input_shape}, num_stages={num_stages}, "
-                f"factor_out={factor_out}.")
+                "would be DC components (global average pooling). "
+                + ("Use factor_out=False or a larger input. " if factor_out else
+                   "Use an input whose height and width can be squeezed (even sizes). ")
+                + f"Received: input_shape={input_shape}, num_stages={num_stages}, factor_out={factor_out}.")
         return cls(stages, input_shape, num_classes, factor_out=factor_out,
                    reversible_gradients=reversible_gradients, dtype=dtype, name=name)
 

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from invertible_keras import layers
+from invertible_keras.layers import InvertibleSequential
 from invertible_keras.models import FiRevNet, build_model
 from tests.layer_test_case import perturb_weights
 from tests.model_test_utils import make_inputs, train_a_few_steps
@@ -57,20 +58,49 @@ def test_round_trip_after_training(trained):
 
 
 def test_z_order_logits_first_then_factored_parts_in_stage_order():
-    model = VARIANTS["conv"]()
+    model = FiRevNet.conv(num_classes=4, blocks_per_stage=2, filters=16, batch_norm=True, factor_out=True, seed=0)
     x, _ = make_inputs(model, batch_size=2)
     model.initialize(x)
+    perturb_weights(model, scale=0.05)
     z = model.forward_and_log_det(x, training=False)[0]
     # Stage outputs 14x14x4 -> 7x7x8 -> 7x7x4: z = [DCT(stage 3) (196), n_1 (14*14*2), n_2 (7*7*4)].
     assert model.stage_output_shapes == [(None, 14, 14, 4), (None, 7, 7, 8), (None, 7, 7, 4)]
+    assert model.nuisance_parts == {"last_stage": (0, 192), "stage_1": (192, 584), "stage_2": (584, 780)}
     y1 = model.stages[0].forward_and_log_det(x, training=False)[0]
-    y2 = model.stages[1].forward_and_log_det(y1[..., :2], training=False)[0]
-    y3 = model.stages[2].forward_and_log_det(y2[..., :4], training=False)[0]
+    y2 = model.stages[1].forward_and_log_det(y1[..., 2:], training=False)[0]
+    y3 = model.stages[2].forward_and_log_det(y2[..., 4:], training=False)[0]
     np.testing.assert_allclose(z[:, :196], layers.DCTPooling()(y3), atol=1e-5)
-    np.testing.assert_array_equal(z[:, 196:588], tf.reshape(y1[..., 2:], [2, -1]))
-    np.testing.assert_allclose(z[:, 588:], tf.reshape(y2[..., 4:], [2, -1]), atol=1e-6)
+    np.testing.assert_array_equal(z[:, 196:588], tf.reshape(y1[..., :2], [2, -1]))
+    np.testing.assert_allclose(z[:, 588:], tf.reshape(y2[..., :4], [2, -1]), atol=1e-6)
     # The logits start with the DC components: sqrt(H*W) * channel means of the last stage.
     np.testing.assert_allclose(z[:, :4], 7.0 * tf.reduce_mean(y3, axis=[1, 2]), rtol=1e-4, atol=1e-4)
+
+
+def test_the_factored_half_is_the_one_the_last_coupling_changed():
+    """A coupling returns [x2 + f(x1), x1]: the kept half is its untouched input x1 (Glow)."""
+    model = FiRevNet.conv(num_classes=4, blocks_per_stage=1, filters=8, batch_norm=False, factor_out=True, seed=0)
+    x, _ = make_inputs(model, batch_size=2)
+    model.initialize(x)
+    perturb_weights(model, scale=0.05)
+    stage = model.stages[0]
+    h = InvertibleSequential(stage.layers[:-1])(x)  # the input of the stage's last coupling
+    z = model.forward_and_log_det(x, training=False)[0]
+    factored = tf.reshape(z[:, 196:588], [2, 14, 14, 2])
+    assert isinstance(stage.layers[-1], layers.AdditiveCoupling)
+    assert float(tf.reduce_max(tf.abs(factored - h[..., 2:]))) > 1e-3  # changed by the coupling
+    y1 = stage(x)
+    np.testing.assert_array_equal(y1[..., 2:], h[..., :2])  # the untouched half stays in the network
+
+
+def test_the_default_28x28_layout_reads_every_logit_from_a_dc_component():
+    model = FiRevNet.conv(blocks_per_stage=1, filters=8)
+    assert model.stage_output_shapes[-1] == (None, 7, 7, 16)
+    x, _ = make_inputs(model, batch_size=2)
+    model.initialize(x)
+    y3 = model.stages[2](model.stages[1](model.stages[0](x)))
+    np.testing.assert_allclose(model(x), 7.0 * tf.reduce_mean(y3, axis=[1, 2])[:, :10], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="only 4 of the 10 logits would be DC components"):
+        FiRevNet.conv(blocks_per_stage=1, filters=8, factor_out=True)
 
 
 def jacobian_log_det_error(model, x):
@@ -238,9 +268,9 @@ def test_dense_wrong_width_is_a_value_error():
 
 
 def test_bad_constructor_arguments():
-    with pytest.raises(ValueError, match=r"num_classes=785"):
+    with pytest.raises(ValueError, match=r"16 of the 785 logits"):
         FiRevNet.conv(num_classes=785, blocks_per_stage=1, filters=8)
-    with pytest.raises(ValueError, match=r"\(None, 27, 28, 1\)"):  # cannot squeeze: odd channel count
+    with pytest.raises(ValueError, match=r"only 1 of the 10 logits.*even sizes.*\(27, 28, 1\)"):  # no squeeze
         FiRevNet.conv(input_shape=(27, 28, 1), blocks_per_stage=1, filters=8)
     with pytest.raises(ValueError, match=r"filters=\[8, 8\]"):
         FiRevNet.imagenet(input_shape=(64, 64, 3), filters=(8, 8))
