@@ -28,6 +28,11 @@ def get_config(variant="cpu"):
     config.train.steps_per_epoch = None
     config.train.eval_steps = None
     config.ice.nuisance_hidden_units = (512, 512, 512)
+    # The adversary of the authors' code at their weight: the best trade-off of the pilot runs
+    # in RESULTS.md ("Fashion-MNIST pilots"); the uniform form at beta 0.1-1 cost 6-40 points of
+    # logit error for 3-9 points of nuisance error.
+    config.ice.adversary = "shuffled"
+    config.ice.beta = 0.05
     if variant == "paper":
         config.data.random_shift = 3
         config.model.blocks_per_stage = 16
