@@ -150,18 +150,25 @@ def _network_from_checkpoint(config, checkpoint_dir):
     return network_lib.Network.from_model(trainer.network, source=f"checkpoint:{latest}")
 
 
-def evaluate_run(workdir, settings=None, write=True):
+def evaluate_run(workdir, settings=None, write=True, reuse=False):
     """Evaluates the run in `workdir` and writes `workdir/eval.json` (see the module docstring).
 
     Args:
         workdir: a run directory of `train_lib.train_and_evaluate`.
         settings: an `EvalSettings`; None for the defaults.
         write: whether to write eval.json.
+        reuse: return the measures of an existing eval.json instead when it was written with
+            the same settings after the run's last checkpoint; the `Evaluation` then has no
+            `nuisance_classifier` (None).
 
     Returns:
         An `Evaluation`.
     """
     settings = settings or EvalSettings()
+    if reuse:
+        cached = _cached_evaluation(workdir, settings)
+        if cached is not None:
+            return cached
     start = time.time()
     config, network = load_run(workdir, settings.source)
     (x_train, y_train), (x_test, y_test) = load_examples(config, settings)
@@ -200,6 +207,20 @@ def evaluate_run(workdir, settings=None, write=True):
     return Evaluation(results, config, network, classifier, x_test, y_test)
 
 
+def _cached_evaluation(workdir, settings):
+    path, latest = os.path.join(workdir, EVAL_FILE), tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    if not (os.path.isfile(path) and latest and os.path.getmtime(path) > os.path.getmtime(latest + ".index")):
+        return None
+    with open(path) as f:
+        results = json.load(f)
+    if results.get("settings") != json.loads(json.dumps(dataclasses.asdict(settings))):
+        return None
+    logging.info("Reusing %s (same settings, written after the last checkpoint).", path)
+    config, network = load_run(workdir, settings.source)
+    _, (x_test, y_test) = load_examples(config, dataclasses.replace(settings, num_train=1))
+    return Evaluation(results, config, network, None, x_test, y_test)
+
+
 def load_examples(config, settings):
     """`((x_train, y_train), (x_test, y_test))` of a run's data, unaugmented, as numpy."""
     examples = []
@@ -219,13 +240,22 @@ def posthoc_arguments(config, settings):
             "validation_size": settings.nuisance_validation, "batch_size": settings.nuisance_batch_size}
 
 
-def posthoc_baselines(config, settings=None):
+def posthoc_baselines(config, settings=None, path=None):
     """Post-hoc classifier errors of the Table 2 baselines: raw inputs, z_n of an untrained net.
 
     The untrained network is the run's architecture, built from `config.model` with ActNorm's
     data initialisation on a training batch; both go through the same protocol as the runs.
+    With a `path`, the result is written there (JSON) and reused when it holds the same
+    settings and model config.
     """
     settings = settings or EvalSettings()
+    key = {"settings": json.loads(json.dumps(dataclasses.asdict(settings))), "model": config.model.to_dict(),
+           "data": config.data.name}
+    if path and os.path.isfile(path):
+        with open(path) as f:
+            stored = json.load(f)
+        if json.loads(json.dumps(key)) == stored.get("key"):
+            return stored["baselines"]
     (x_train, y_train), (x_test, y_test) = load_examples(config, settings)
     keras.utils.set_random_seed(config.seed)
     untrained = build_model(config.model)
@@ -236,7 +266,10 @@ def posthoc_baselines(config, settings=None):
     _, pixels = nuisance.posthoc_error(flat(x_train), y_train, flat(x_test), y_test, num_classes, **arguments)
     _, untrained_errors = nuisance.posthoc_nuisance_error(
         network_lib.Network.from_model(untrained, "untrained"), x_train, y_train, x_test, y_test, **arguments)
-    return {"inputs": pixels, "untrained_z_n": untrained_errors}
+    baselines = {"inputs": pixels, "untrained_z_n": untrained_errors}
+    if path:
+        train_lib.write_json_atomic(path, {"key": key, "baselines": baselines})
+    return baselines
 
 
 def summary_table(results):

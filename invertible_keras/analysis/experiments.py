@@ -161,14 +161,14 @@ def images_experiment(workdir, datasets=("fashion_mnist", "mnist"), variant="cpu
             results["skipped"][name] = reason
             continue
         run_dir = os.path.join(workdir, name)
-        evaluations = _train_and_evaluate_all(config, run_dir, eval_settings)
+        evaluations = _train_and_evaluate_all(config, run_dir, eval_settings, reuse=True)
         oracle = oracles.make_oracle(config.data, eval_settings.oracle_cache_dir, eval_settings.oracle_epochs,
                                      eval_settings.oracle_steps_per_epoch)
         figure_paths, keeps_a = _image_figures(evaluations, oracle, os.path.join(workdir, "figures", name),
                                                figure_settings)
         results["datasets"][name] = {
             "runs": {loss: ev.results for loss, ev in evaluations.items()},
-            "baselines": evaluation.posthoc_baselines(config, eval_settings),
+            "baselines": evaluation.posthoc_baselines(config, eval_settings, os.path.join(run_dir, "baselines.json")),
             "interpolation_keeps_a": keeps_a,
             "figures": figure_paths,
         }
@@ -176,8 +176,12 @@ def images_experiment(workdir, datasets=("fashion_mnist", "mnist"), variant="cpu
     return results
 
 
-def _train_and_evaluate_all(base_config, workdir, eval_settings):
-    """Trains (or resumes) the CE, CE + MLE and iCE runs of a config and evaluates them."""
+def _train_and_evaluate_all(base_config, workdir, eval_settings, reuse=False):
+    """Trains (or resumes) the CE, CE + MLE and iCE runs of a config and evaluates them.
+
+    With `reuse`, an evaluation written with the same settings after the run's training is
+    read back instead of measured again (`evaluation.evaluate_run`).
+    """
     evaluations = {}
     for loss in LOSSES:
         config = base_config.copy_and_resolve_references()
@@ -185,7 +189,7 @@ def _train_and_evaluate_all(base_config, workdir, eval_settings):
         run_dir = os.path.join(workdir, loss)
         logging.info("Training %s (%s) in %s", config.data.name, loss, run_dir)
         train_lib.train_and_evaluate(config, run_dir)
-        evaluations[loss] = evaluation.evaluate_run(run_dir, eval_settings)
+        evaluations[loss] = evaluation.evaluate_run(run_dir, eval_settings, reuse=reuse)
         logging.info("\n%s", evaluation.summary_table(evaluations[loss].results))
     return evaluations
 
