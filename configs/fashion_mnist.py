@@ -1,8 +1,7 @@
 """Fashion-MNIST conv fiRevNet (the paper's MNIST recipe, appendix B, on Fashion-MNIST).
 
-`:cpu` (default) is sized for a 2-core CPU: 3 stages x 4 blocks x 48 filters, 5 epochs (the
-whole images experiment, three runs and their evaluation, fits in 90 minutes here); `:paper` is
-appendix B: 3 stages x 16 blocks x 128
+`:cpu` (default) is sized for a 2-core CPU: 3 stages x 4 blocks x 48 filters, 5 epochs (wall
+times in RESULTS.md); `:paper` is appendix B: 3 stages x 16 blocks x 128
 filters with batch norm, Adamax 1e-3, 100 epochs, lr x0.2 every 30, batch 64, l2 1e-4, random
 shifts of 3 px, dequantised inputs, nuisance classifier 3 x 512, 5 nuisance steps (authors' code);
 `:quick` is a seconds-long run for tests of `python -m train.reproduce --quick`.
