@@ -68,7 +68,8 @@ def parse_args():
 # and torch's thread pools in one process compete for the same cores (measured: FrEIA 20x slower
 # next to an idle TensorFlow runtime), while a process waiting on its pipe leaves the cores free.
 
-def ours_step(couplings, filters, x, y, seed, threads):
+def build_ours(couplings, filters, x, y, seed, threads=0):
+    """Our fiRevNet, ActNorm-initialised on `x` and compiled as a plain Keras classifier."""
     import keras
     import tensorflow as tf
 
@@ -84,6 +85,14 @@ def ours_step(couplings, filters, x, y, seed, threads):
     model.initialize(x)
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def ours_step(couplings, filters, x, y, seed, threads):
+    import keras
+    import tensorflow as tf
+
+    model = build_ours(couplings, filters, x, y, seed, threads)
     params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     info = f"TensorFlow {tf.__version__} ({threads or 'default'} threads), Keras {keras.__version__}"
     return params, info, lambda: model.train_on_batch(x, y)
