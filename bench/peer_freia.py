@@ -124,13 +124,19 @@ def freia_step(couplings, filters, x, y, seed, coupling, threads):
     return params, info, step
 
 
-def _worker(conn, side, couplings, filters, x, y, seed, coupling, threads):
-    """Builds one side, reports (params, info), then runs one step per message until None."""
+def _worker(conn, side, couplings, filters, x, y, seed, coupling, threads, root):
+    """Builds one side, reports (params, info, first step's result), then steps per message until None.
+
+    `root`: a directory put first on sys.path, so that `invertible_keras` is imported from it
+    (`bench/ab_step.py` runs two versions of the library this way).
+    """
+    if root:
+        sys.path.insert(0, root)
     if side == "ours":
         params, info, step = ours_step(couplings, filters, x, y, seed, threads)
     else:
         params, info, step = freia_step(couplings, filters, x, y, seed, coupling, threads)
-    conn.send((params, info))
+    conn.send((params, info, step()))
     while conn.recv() is not None:
         step()
         conn.send(True)
@@ -139,13 +145,13 @@ def _worker(conn, side, couplings, filters, x, y, seed, coupling, threads):
 class RemoteCase:
     """A case of `run_cases` whose steps run in a spawned process (see above)."""
 
-    def __init__(self, side, couplings, filters, x, y, seed, coupling, threads):
+    def __init__(self, side, couplings, filters, x, y, seed, coupling="one_sided", threads=0, root=None):
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
         self.process = context.Process(
-            target=_worker, args=(child, side, couplings, filters, x, y, seed, coupling, threads), daemon=True)
+            target=_worker, args=(child, side, couplings, filters, x, y, seed, coupling, threads, root), daemon=True)
         self.process.start()
-        self.params, self.info = self.conn.recv()
+        self.params, self.info, self.first_result = self.conn.recv()
 
     def step(self):
         self.conn.send(True)
