@@ -82,8 +82,8 @@ def main():
     print(f"## CE step, before ({labels['before']}) vs after ({labels['after']})\n\nbatch {args.batch}, "
           f"median of {args.repeats} rounds of >= {args.min_seconds} s, load average {os.getloadavg()[0]:.2f} "
           f"at the end. First-step loss shows whether the results are unchanged.\n")
-    print("| size | before img/s | after img/s | speed-up (paired) | range | first loss before / after |\n"
-          "|---|---:|---:|---:|---:|---|")
+    print("| size | before img/s | after img/s | speed-up (paired) | range | CPU ms/step before / after | "
+          "CPU speed-up | first loss before / after |\n|---|---:|---:|---:|---:|---:|---:|---|")
     for size in sizes:
         couplings, filters = SIZES[size]
         before, after = f"before {size}", f"after {size}"
@@ -92,8 +92,10 @@ def main():
             continue
         rate = {n: args.batch * statistics.median(results[n][1]) for n in (before, after)}
         per_round = paired_ratios(results, before, after)
+        cpu = {n: 1e3 * statistics.median(remotes[n].cpu_seconds) for n in (before, after)}
         print(f"| {filters} filters, {couplings} couplings/stage | {rate[before]:,.0f} | {rate[after]:,.0f} | "
               f"{statistics.median(per_round):.3f}x | {min(per_round):.2f} - {max(per_round):.2f} | "
+              f"{cpu[before]:.1f} / {cpu[after]:.1f} | {cpu[before] / cpu[after]:.3f}x | "
               f"{remotes[before].first_result!r} / {remotes[after].first_result!r} |")
 
 
