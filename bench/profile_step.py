@@ -96,7 +96,7 @@ def category(op_name, op_type):
     if "Conv2D" in op_type:
         return "conv kernels"
     if "MatMul" in op_type:
-        return "1x1 conv as matmul" if "Tensordot" in op_name else "1x1 weight from LU"
+        return "1x1 conv as matmul" if "channel_mix" in op_name or "Tensordot" in op_name else "1x1 weight from LU"
     if op_type in _LU:
         return "1x1 weight from LU"
     if op_type in _DCT:
