@@ -22,5 +22,9 @@ setup(
         "psutil",
         "tensorboard",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={
+        "test": ["pytest"],
+        # bench/peer_freia.py only; torch pinned to the CPU wheel (a range pulls CUDA builds).
+        "bench": ["torch==2.13.0", "FrEIA", "scipy"],
+    },
 )

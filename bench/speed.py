@@ -183,6 +183,11 @@ def run_cases(cases, args):
     return results
 
 
+def paired_ratios(results, slow, fast):
+    """Per-round ratios rate(fast) / rate(slow) of two cases of `run_cases` (> 1: `slow` is slower)."""
+    return [f / s for s, f in zip(results[slow][1], results[fast][1])]
+
+
 def main():
     args = parse_args()
     tf.get_logger().setLevel("ERROR")  # every case traces its own step: retracing warnings are expected
@@ -247,7 +252,7 @@ def main():
             if isinstance(results[name], str):
                 print(f"| {label} | n/a | | {name} failed: {results[name]} |")
                 return
-        per_round = [f / s for s, f in zip(results[slow][1], results[fast][1])]
+        per_round = paired_ratios(results, slow, fast)
         median = statistics.median(per_round)
         print(f"| {label} | {median:.2f} | {min(per_round):.2f} - {max(per_round):.2f} | "
               f"{note(median) if callable(note) else note} |")

@@ -18,6 +18,8 @@ The direction is always explicit: `training` only switches batch-norm statistics
 coupling subnets, never the direction.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -134,7 +136,13 @@ def _shape_str(shape):
 
 
 def spatial_size(x):
-    """Number of positions that share per-channel parameters: H*W for images, 1 for vectors."""
+    """Number of positions that share per-channel parameters: H*W for images, 1 for vectors.
+
+    A Python number when the shape is static (no ops in the graph), else a scalar tensor.
+    """
+    inner = x.shape[1:-1]
+    if None not in inner:
+        return float(math.prod(inner))
     return tf.cast(tf.reduce_prod(tf.shape(x)[1:-1]), x.dtype)
 
 
