@@ -35,9 +35,11 @@ def test_metamer_has_logits_of_a_and_nuisances_of_b(trained):
     z_s_met, z_n_met = model.encode(x_met)
     z_s_a, _ = model.encode(x_a)
     _, z_n_b = model.encode(x_b)
-    assert float(np.max(np.abs(model(x_met) - model(x_a)))) <= TOL
-    assert float(np.max(np.abs(z_s_met - z_s_a))) <= TOL
-    assert float(np.max(np.abs(z_n_met - z_n_b))) <= TOL
+    # float32 rounding grows with the size of the values (fiRevNet48's logits reach ~60).
+    scale = lambda v: TOL * max(1.0, float(np.max(np.abs(v))))
+    assert float(np.max(np.abs(model(x_met) - model(x_a)))) <= scale(z_s_a)
+    assert float(np.max(np.abs(z_s_met - z_s_a))) <= scale(z_s_a)
+    assert float(np.max(np.abs(z_n_met - z_n_b))) <= scale(z_n_b)
     # The logits of a and b differ, so the metamer is not trivially equal to either input.
     assert float(np.max(np.abs(model(x_a) - model(x_b)))) > 100 * TOL
     assert float(np.max(np.abs(x_met - x_b))) > 100 * TOL
@@ -56,11 +58,11 @@ def test_interpolate_keeps_logits_and_moves_nuisances_linearly(trained):
     np.testing.assert_allclose(path[:, 0], x_a, atol=TOL)
     np.testing.assert_allclose(path[:, -1], metamer(model, x_a, x_b), atol=TOL)
     flat = tf.reshape(path, [-1, *x_a.shape[1:]])
-    np.testing.assert_allclose(model(flat), np.repeat(model(x_a), steps, axis=0), atol=TOL)
+    np.testing.assert_allclose(model(flat), np.repeat(model(x_a), steps, axis=0), rtol=TOL, atol=TOL)
     _, z_n_a = model.encode(x_a)
     _, z_n_b = model.encode(x_b)
     _, z_n_mid = model.encode(path[:, 1])
-    np.testing.assert_allclose(z_n_mid, 0.5 * (z_n_a + z_n_b), atol=TOL)
+    np.testing.assert_allclose(z_n_mid, 0.5 * (z_n_a + z_n_b), rtol=TOL, atol=TOL)
 
 
 @pytest.fixture(scope="module")
