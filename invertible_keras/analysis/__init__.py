@@ -1,4 +1,4 @@
-"""Evaluation and the paper's experiments on trained fiRevNets.
+"""Measurements on trained fiRevNets (the experiments that combine them: `train/experiments.py`).
 
 Every analysis needs only `encode(x) -> (z_s, z_n)` and `decode(z_s, z_n)` (see `network`), so
 it runs on a `FiRevNet`, on a SavedModel export or on any hand-built bijection.
@@ -16,5 +16,4 @@ training code.
   (interpolations).
 - `example6`: the mis-aligned classifier of Example 6.
 - `evaluation`: `evaluate_run(workdir)` -> `workdir/eval.json` (`python -m train.evaluate`).
-- `experiments`: the spheres and image experiments of `python -m train.reproduce`.
 """

@@ -1,6 +1,6 @@
 """Evaluation of a trained run: everything `python -m train.evaluate --workdir=DIR` reports.
 
-For a run directory written by `train_lib.train_and_evaluate` this measures, on the frozen
+For a run directory written by `training.loop.train_and_evaluate` this measures, on the frozen
 network,
 
 * logit error: the error of D(x) = argmax z_s(x) on training and test examples;
@@ -18,7 +18,7 @@ split's order.
 
 The network is loaded from `DIR/export` (the SavedModel of a finished run; needs no model
 code) or rebuilt from `DIR/checkpoints` exactly as training built it
-(`train_lib.build_trainer`, restored through `train_lib.make_checkpoint`), see
+(`training.loop.build_trainer`, restored through `training.loop.make_checkpoint`), see
 `load_run`.
 """
 
@@ -34,9 +34,10 @@ from absl import logging
 
 import keras
 
-from invertible_keras import data, train_lib
+from invertible_keras import data
 from invertible_keras.analysis import attack, invertibility, network as network_lib, nuisance, oracles
 from invertible_keras.models import build_model
+from invertible_keras.training import loop
 
 SOURCES = ("auto", "export", "checkpoint")
 EVAL_FILE = "eval.json"
@@ -123,7 +124,7 @@ def load_run(workdir, source="auto"):
     Args:
         workdir: the run directory.
         source: "export" loads `workdir/export` (TensorFlow only); "checkpoint" rebuilds the
-            network with `train_lib.build_trainer(config, ...)` and restores the latest
+            network with `training.loop.build_trainer(config, ...)` and restores the latest
             checkpoint of `workdir/checkpoints`; "auto" takes the export when it exists (the
             final state of a finished run), else the checkpoint.
 
@@ -144,8 +145,8 @@ def _network_from_checkpoint(config, checkpoint_dir):
     if latest is None:
         raise FileNotFoundError(f"No checkpoint in {checkpoint_dir!r} and no export beside it; train the run first.")
     example = next(iter(data.load_dataset(config.data, "test", training=False)))[0]
-    trainer = train_lib.build_trainer(config, example)
-    checkpoint = train_lib.make_checkpoint(trainer, tf.Variable(0, dtype=tf.int64, name="epoch"))
+    trainer = loop.build_trainer(config, example)
+    checkpoint = loop.make_checkpoint(trainer, tf.Variable(0, dtype=tf.int64, name="epoch"))
     checkpoint.restore(latest).assert_existing_objects_matched()
     return network_lib.Network.from_model(trainer.network, source=f"checkpoint:{latest}")
 
@@ -154,7 +155,7 @@ def evaluate_run(workdir, settings=None, write=True):
     """Evaluates the run in `workdir` and writes `workdir/eval.json` (see the module docstring).
 
     Args:
-        workdir: a run directory of `train_lib.train_and_evaluate`.
+        workdir: a run directory of `training.loop.train_and_evaluate`.
         settings: an `EvalSettings`; None for the defaults.
         write: whether to write eval.json.
 
@@ -196,7 +197,7 @@ def evaluate_run(workdir, settings=None, write=True):
         "wall_time_s": time.time() - start,
     }
     if write:
-        train_lib.write_json_atomic(os.path.join(workdir, EVAL_FILE), results)
+        loop.write_json_atomic(os.path.join(workdir, EVAL_FILE), results)
     return Evaluation(results, config, network, classifier, x_test, y_test)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import smoke
-from invertible_keras import train_lib
+from invertible_keras.training import loop
 from invertible_keras.analysis import evaluation
 from invertible_keras.analysis.network import encode
 from tests.analysis.test_figures import assert_png
@@ -30,7 +30,7 @@ def smoke_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("smoke")
     config = smoke.get_config()
     config.train.epochs = 1
-    metrics = train_lib.train_and_evaluate(config, str(workdir))
+    metrics = loop.train_and_evaluate(config, str(workdir))
     return workdir, metrics
 
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from invertible_keras.analysis import nuisance
 from invertible_keras.models import FiRevNet
-from invertible_keras.trainer import AdversaryWarmup, Trainer
+from invertible_keras.training.trainer import AdversaryWarmup, Trainer
 
 STEPS, BATCH = 2500, 128
 

@@ -34,7 +34,7 @@ from invertible_keras import data, export, metamers
 from invertible_keras.analysis import figures, planes
 from invertible_keras.analysis import network as network_lib
 from invertible_keras.models import build_model
-from invertible_keras.trainer import AdversaryWarmup, Trainer
+from invertible_keras.training.trainer import AdversaryWarmup, Trainer
 
 DISTRIBUTE = ("auto", "none", "mirrored", "multi_worker")
 LOSS_NAMES = {"ce": "cross-entropy (CE)", "ce_mle": "CE + MLE", "ice": "independence cross-entropy (iCE)"}

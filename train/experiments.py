@@ -1,5 +1,9 @@
 """The paper's experiments, one function each (`python -m train.reproduce`).
 
+This orchestration reads the configs (`configs/`), so it lives with the binaries, not in the
+library: it builds each run's config and hands it to the library
+(`invertible_keras.training.loop`, `invertible_keras.analysis`).
+
 * `spheres_experiment` (section 5.1, figure 3, Example 6): trains a cross-entropy (CE) and an
   independence cross-entropy (iCE, Definition 7) fiRevNet on adversarial spheres with
   `configs/spheres.py`, evaluates both (`analysis.evaluation`), draws figure 3 for each and
@@ -10,7 +14,7 @@
 
 Both write `workdir/report.md` (tables and figures) and `workdir/results.json` (every number).
 Runs live in `workdir/<loss>` (spheres) or `workdir/<data set>/<loss>` (images); training goes
-through `train_lib.train_and_evaluate`, so rerunning a command resumes unfinished runs and
+through `invertible_keras.training.loop.train_and_evaluate`, so rerunning a command resumes unfinished runs and
 only re-evaluates finished ones.
 """
 
@@ -24,9 +28,10 @@ from absl import logging
 from configs import fashion_mnist as fashion_mnist_config
 from configs import mnist as mnist_config
 from configs import spheres as spheres_config
-from invertible_keras import data, metamers, train_lib
+from invertible_keras import data, metamers
 from invertible_keras.analysis import attack, evaluation, example6, figures, oracles, planes
 from invertible_keras.analysis import network as network_lib
+from invertible_keras.training import loop
 
 LOSSES = ("ce", "ce_mle", "ice")
 LABELS = {"ce": "CE", "ce_mle": "CE + MLE", "ice": "iCE"}
@@ -184,7 +189,7 @@ def _train_and_evaluate_all(base_config, workdir, eval_settings):
         config.train.loss = loss
         run_dir = os.path.join(workdir, loss)
         logging.info("Training %s (%s) in %s", config.data.name, loss, run_dir)
-        train_lib.train_and_evaluate(config, run_dir)
+        loop.train_and_evaluate(config, run_dir)
         evaluations[loss] = evaluation.evaluate_run(run_dir, eval_settings)
         logging.info("\n%s", evaluation.summary_table(evaluations[loss].results))
     return evaluations
@@ -388,7 +393,7 @@ def _pct_value(value):
 
 def _write_report(workdir, results, report):
     os.makedirs(workdir, exist_ok=True)
-    train_lib.write_json_atomic(os.path.join(workdir, "results.json"), results)
+    loop.write_json_atomic(os.path.join(workdir, "results.json"), results)
     with open(os.path.join(workdir, "report.md"), "w") as f:
         f.write(report)
     logging.info("Wrote %s", os.path.join(workdir, "report.md"))
