@@ -32,6 +32,7 @@ from invertible_keras import data, metamers
 from invertible_keras.analysis import attack, evaluation, example6, figures, oracles, planes
 from invertible_keras.analysis import network as network_lib
 from invertible_keras.training import loop
+from invertible_keras.run_dir import write_json_atomic
 
 LOSSES = ("ce", "ce_mle", "ice")
 LABELS = {"ce": "CE", "ce_mle": "CE + MLE", "ice": "iCE"}
@@ -216,7 +217,7 @@ def _image_figures(evaluations, oracle, directory, settings):
     x_a, x_b, y_a = first.x_test[idx_a], first.x_test[idx_b], first.y_test[idx_a]
     grid_panels, path_panels, keeps_a = [], [], {}
     for loss, ev in evaluations.items():
-        x_met = network_lib.metamers(ev.network, x_a, x_b)
+        x_met = metamers.metamers_in_batches(ev.network, x_a, x_b)
         grid_panels.append((LABELS[loss], x_a, x_met, x_b))
         path = np.asarray(metamers.interpolate(ev.network, x_a, x_b, settings.interpolation_steps))
         path_panels.append((LABELS[loss], path, x_b))
@@ -234,7 +235,7 @@ def _image_figures(evaluations, oracle, directory, settings):
 def _metamer_radii(ev, radii, seed, num_pairs=1000, tolerance=0.05):
     """Norms of spheres metamers of test pairs, and the fraction off both spheres."""
     idx_a, idx_b = attack.sample_pairs(ev.y_test, num_pairs, seed)
-    norms = np.linalg.norm(network_lib.metamers(ev.network, ev.x_test[idx_a], ev.x_test[idx_b]), axis=-1)
+    norms = np.linalg.norm(metamers.metamers_in_batches(ev.network, ev.x_test[idx_a], ev.x_test[idx_b]), axis=-1)
     off = np.all([np.abs(norms - r) > tolerance * r for r in radii], axis=0)
     return {"min": float(norms.min()), "mean": float(norms.mean()), "max": float(norms.max()),
             "off_both_spheres": float(np.mean(off))}
@@ -243,9 +244,7 @@ def _metamer_radii(ev, radii, seed, num_pairs=1000, tolerance=0.05):
 # ---------------------------------------------------------------------------------- reports
 
 def _pct(fraction, sd=None):
-    if fraction is None:
-        return "n/a"
-    return f"{100.0 * fraction:.2f}" if sd is None else f"{100.0 * fraction:.2f} ± {100.0 * sd:.2f}"
+    return evaluation.pct(fraction, sd, unit="")  # the tables name the unit in their headers
 
 
 def _table(header, rows):
@@ -393,7 +392,7 @@ def _pct_value(value):
 
 def _write_report(workdir, results, report):
     os.makedirs(workdir, exist_ok=True)
-    loop.write_json_atomic(os.path.join(workdir, "results.json"), results)
+    write_json_atomic(os.path.join(workdir, "results.json"), results)
     with open(os.path.join(workdir, "report.md"), "w") as f:
         f.write(report)
     logging.info("Wrote %s", os.path.join(workdir, "report.md"))

@@ -8,7 +8,7 @@ imports nothing eagerly, so that e.g. drawing figures from a SavedModel does not
 training code.
 
 - `network`: `Network` (a FiRevNet or SavedModel as traced functions), batched helpers.
-- `nuisance`: the post-hoc nuisance classifier on z_n (paper, Table 2).
+- `posthoc`: the post-hoc nuisance classifier on z_n (paper, Table 2).
 - `oracles`: the oracle o(x) judging metamers (exact rule for spheres, a cached CNN for images).
 - `attack`: the metamer attack rate (paper, sections 2 and 3).
 - `invertibility`: |F^-1(F(x)) - x| on data, noise and metamers.

@@ -45,6 +45,7 @@ from invertible_keras.layers import (
     InvertibleSequential,
     Squeeze,
 )
+from invertible_keras.layers.base import to_tensor
 
 
 @keras.saving.register_keras_serializable(package="invertible_keras")
@@ -197,7 +198,7 @@ class FiRevNet(keras.Model):
     # ------------------------------------------------------------------ inverse
     def inverse_and_log_det(self, z):
         """Returns `(x, log|det dx/dz|)` for flat `z` of shape `(batch, latent_dim)`."""
-        z = self._to_tensor(z)
+        z = to_tensor(self, z)
         if len(z.shape) != 2 or z.shape[-1] != self.latent_dim:
             raise ValueError(
                 f"FiRevNet '{self.name}' expects z of shape (batch, {self.latent_dim}). "
@@ -219,7 +220,7 @@ class FiRevNet(keras.Model):
 
     def decode(self, z_s, z_n):
         """x = F^-1([z_s, z_n]); `z_s` of shape `(batch, C)`, `z_n` of shape `(batch, d - C)`."""
-        z_s, z_n = self._to_tensor(z_s), self._to_tensor(z_n)
+        z_s, z_n = to_tensor(self, z_s), to_tensor(self, z_n)
         for what, value, width in (("z_s", z_s, self.num_classes), ("z_n", z_n, self.num_nuisances)):
             if len(value.shape) != 2 or value.shape[-1] != width:
                 raise ValueError(
@@ -263,19 +264,8 @@ class FiRevNet(keras.Model):
                 h = h[..., h.shape[-1] - self._kept_channels[k]:]
 
     # ------------------------------------------------------------------ checks
-    def _to_tensor(self, x):
-        x = tf.convert_to_tensor(x)
-        if x.dtype != self.compute_dtype:
-            if not x.dtype.is_floating:
-                raise ValueError(
-                    f"FiRevNet '{self.name}' expects floating point tensors. "
-                    f"Received dtype {x.dtype.name} with shape {tuple(x.shape)}."
-                )
-            x = tf.cast(x, self.compute_dtype)
-        return x
-
     def _check_input(self, x):
-        x = self._to_tensor(x)
+        x = to_tensor(self, x)
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(
                 f"FiRevNet '{self.name}' was built for inputs of shape (batch, "

@@ -27,7 +27,7 @@ import math
 import keras
 import tensorflow as tf
 
-from invertible_keras.models.nuisance import nuisance_classifier
+from invertible_keras.models.nuisance_mlp import nuisance_classifier
 from invertible_keras.training import losses
 from invertible_keras.training.priors import LatentPrior
 

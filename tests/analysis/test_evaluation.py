@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from configs import smoke
-from invertible_keras.training import loop
 from invertible_keras.analysis import evaluation
 from invertible_keras.analysis.network import encode
+from invertible_keras.training import loop
+from invertible_keras.training import trainer as trainer_lib
 from tests.analysis.test_figures import assert_png
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -64,9 +65,14 @@ def test_evaluate_binary_writes_every_field_of_eval_json(smoke_run):
     assert results["settings"]["nuisance_epochs"] == 2
 
 
-def test_export_and_checkpoint_give_the_same_network(smoke_run):
+def test_export_and_checkpoint_give_the_same_network(smoke_run, monkeypatch):
     workdir, _ = smoke_run
     config, from_export = evaluation.load_run(str(workdir), "export")
+
+    def no_trainer(*args, **kwargs):
+        raise AssertionError("restoring a network must not build the training wrapper")
+
+    monkeypatch.setattr(trainer_lib.Trainer, "__init__", no_trainer)
     _, from_checkpoint = evaluation.load_run(str(workdir), "checkpoint")
     assert from_checkpoint.source.startswith("checkpoint:")
     assert (from_export.input_shape, from_export.num_classes) == ((10,), 2)
