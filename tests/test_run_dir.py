@@ -89,3 +89,21 @@ def test_config_mismatch_names_the_field_and_json_writes_leave_no_temporary(tmp_
     config.model.filters = 32
     with pytest.raises(run_dir.WorkdirConfigMismatchError, match=r"model.filters=16 there, 32 now"):
         run.check_config(config)
+
+
+def test_checkpoints_of_older_runs_list_weights_by_position_and_still_resume(tmp_path):
+    trainer, _ = _saved_training_checkpoint(tmp_path)
+    epoch = tf.Variable(2, dtype=tf.int64)
+    legacy = tf.train.Checkpoint(weights=[w.value for w in trainer.weights], optimizer=trainer.optimizer,
+                                 nuisance_optimizer=trainer.nuisance_optimizer, epoch=epoch)
+    path = legacy.save(str(tmp_path / "legacy"))
+    saved = [w.numpy() for w in trainer.weights]
+    for w in trainer.weights:
+        w.assign(tf.zeros_like(w))
+    epoch.assign(0)
+    run_dir.restore_training(run_dir.training_checkpoint(trainer, epoch), trainer, epoch, path)
+    assert int(epoch.numpy()) == 2
+    for w, value in zip(trainer.weights, saved):
+        np.testing.assert_array_equal(w.numpy(), value, err_msg=w.path)
+    with pytest.raises(ValueError, match="by position"):
+        run_dir.restore_network(_network(), path)
