@@ -12,8 +12,8 @@
       eval.json       what `python -m train.evaluate` measured
       export/         the SavedModel of the fiRevNet
 
-Every JSON file is written atomically (`write_json_atomic`: a temporary file renamed), so a
-reader, or a run killed mid-write, never sees half a file.
+Every JSON file is written atomically (`write_json_atomic`, through `atomic_path`: a temporary
+file renamed), so a reader, or a run killed mid-write, never sees half a file.
 
 Checkpoints name every variable by where it sits: the network's weights under `network/`,
 keyed by their layer path (`network/stage/additive_coupling/subnet/conv2d/kernel`, see
@@ -23,6 +23,7 @@ the training wrapper, its prior, nuisance classifier or optimizers.
 """
 
 import collections
+import contextlib
 import json
 import os
 import re
@@ -154,12 +155,28 @@ class RunDir:
             return {key: [float(v) for v in values[:epochs]] for key, values in json.load(f).items()}
 
 
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path beside `path` (same extension) and renames it over `path` after the block.
+
+    The project's one atomic writer: a reader never sees a half-written file, and a block
+    that fails leaves `path` as it was and no temporary behind.
+    """
+    directory, name = os.path.split(os.path.abspath(os.fspath(path)))
+    root, ext = os.path.splitext(name)
+    tmp = os.path.join(directory, f".{root}.tmp-{os.getpid()}{ext}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def write_json_atomic(path, obj):
-    """Writes `obj` as JSON to `path` through a temporary file renamed over it."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
+    """Writes `obj` as JSON to `path` atomically (`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=2, default=str)
-    os.replace(tmp, path)
 
 
 def _flatten(tree, prefix=""):

@@ -107,3 +107,14 @@ def test_checkpoints_of_older_runs_list_weights_by_position_and_still_resume(tmp
         np.testing.assert_array_equal(w.numpy(), value, err_msg=w.path)
     with pytest.raises(ValueError, match="by position"):
         run_dir.restore_network(_network(), path)
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "metrics.json"
+    run_dir.write_json_atomic(path, {"epochs": 1})
+    with pytest.raises(RuntimeError):
+        with run_dir.atomic_path(path) as tmp:
+            open(tmp, "w").write('{"epo')  # killed mid-write
+            raise RuntimeError
+    assert json.loads(path.read_text()) == {"epochs": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
