@@ -39,30 +39,34 @@ def test_evaluate_binary_writes_every_field_of_eval_json(smoke_run):
     workdir, metrics = smoke_run
     # More examples than the smoke splits hold (512 train, 256 test): each split is used whole.
     out = run_module("train.evaluate", f"--workdir={workdir}", "--num_train=100000", "--num_test=256",
-                     "--nuisance_epochs=2", "--attack_pairs=100")
+                     "--nuisance_max_epochs=2", "--nuisance_seeds=2", "--attack_pairs=100")
     results = json.loads((workdir / "eval.json").read_text())
     assert "metamer attack rate" in out and "nuisance-classifier error, test" in out
 
     assert results["network_source"].startswith("export:")
     assert results["num_examples"] == {"train": 512, "test": 256}
-    for group in ("logit_error", "nuisance_error"):
-        assert set(results[group]) == {"train", "test"}
-        assert all(0.0 <= v <= 1.0 for v in results[group].values())
+    assert set(results["logit_error"]) == {"train", "test"}
+    assert set(results["nuisance_error"]) == {"train", "test", "train_sd", "test_sd", "test_per_seed"}
+    assert len(results["nuisance_error"]["test_per_seed"]) == 2
+    assert results["nuisance_error"]["test"] == pytest.approx(np.mean(results["nuisance_error"]["test_per_seed"]))
+    assert all(0.0 <= results[g][s] <= 1.0 for g in ("logit_error", "nuisance_error") for s in ("train", "test"))
     # The whole smoke test split (256 examples) is evaluated: same error as training reported.
     assert results["logit_error"]["test"] == pytest.approx(1.0 - metrics["test"]["accuracy"], abs=1e-6)
     assert set(results["invertibility"]) == {"test", "noise", "metamer"}
     for errors in results["invertibility"].values():
         assert 0.0 <= errors["mean"] <= errors["max"] < 1e-4
     attack = results["metamer_attack"]
-    assert {"rate", "network_keeps_a", "oracle_says_b", "oracle_says_a", "num_pairs", "network_accuracy",
-            "oracle_accuracy", "logit_change_max", "rate_given_a_correct", "oracle"} <= set(attack)
+    assert {"rate", "ci95", "num_scored", "network_keeps_a", "oracle_says_b", "oracle_says_a", "num_pairs",
+            "network_accuracy", "oracle_accuracy", "logit_change_max", "metamer_norm", "oracle"} <= set(attack)
     assert "clipped" not in attack  # spheres have no valid range to clip to
-    assert attack["num_pairs"] == 100 and 0.0 <= attack["rate"] <= attack["oracle_says_b"]
+    assert attack["num_pairs"] == 100 and attack["num_scored"] == round(100 * attack["network_accuracy"])
+    if attack["num_scored"]:
+        assert 0.0 <= attack["rate"] <= attack["oracle_says_b"] and attack["ci95"][0] <= attack["rate"]
     assert attack["oracle_says_a"] + attack["oracle_says_b"] == pytest.approx(1.0)  # two classes
     assert attack["oracle_accuracy"] == 1.0  # the spheres' rule is exact
     assert attack["logit_change_max"] < 1e-4
     assert results["config"] == json.loads(json.dumps(metrics["config"]))  # tuples become lists in JSON
-    assert results["settings"]["nuisance_epochs"] == 2
+    assert results["settings"]["nuisance_max_epochs"] == 2 and results["settings"]["nuisance_seeds"] == 2
 
 
 def test_export_and_checkpoint_give_the_same_network(smoke_run, monkeypatch):
