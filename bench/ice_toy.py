@@ -23,9 +23,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from invertible_keras.analysis import nuisance  # noqa: E402
+from invertible_keras.analysis import posthoc  # noqa: E402
 from invertible_keras.models import FiRevNet  # noqa: E402
-from invertible_keras.trainer import AdversaryWarmup, Trainer  # noqa: E402
+from invertible_keras.training.trainer import AdversaryWarmup, Trainer  # noqa: E402
 from tests.training.test_ice_known_answer import redundant_features  # noqa: E402
 
 DEFAULT = dict(loss="ice", semantic_prior="class_conditional", adversary="uniform", beta=1.0, gamma=1.0,
@@ -58,9 +58,9 @@ def run(settings, data, steps, seed):
     callbacks = [AdversaryWarmup(*s["warmup"])] if s["warmup"] else []
     trainer.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=callbacks)
     z, z_test = (network.forward_and_log_det(v)[0].numpy() for v in (x, x_test))
-    _, posthoc = nuisance.posthoc_error(z[:, 2:], y, z_test[:, 2:], y_test, 2, seeds=(0,), hidden_units=(128, 128),
+    _, errors = posthoc.posthoc_error(z[:, 2:], y, z_test[:, 2:], y_test, 2, seeds=(0,), hidden_units=(128, 128),
                                         max_epochs=30, validation_size=2000)
-    return 100 * float(np.mean(z_test[:, :2].argmax(-1) != y_test)), 100 * posthoc["test"]
+    return 100 * float(np.mean(z_test[:, :2].argmax(-1) != y_test)), 100 * errors["test"]
 
 
 def main():

@@ -197,7 +197,7 @@ def build_step(args, x, y):
     couplings, filters = SIZES[args.size]
     speed_args = argparse.Namespace(batch=args.batch, blocks_per_stage=couplings, filters=filters)
     config = speed.make_config(speed_args, loss="ce")
-    from invertible_keras.train_lib import build_trainer
+    from invertible_keras.training.loop import build_trainer
 
     trainer = build_trainer(config, x)
     trainer.network.initialize(x)

@@ -47,8 +47,8 @@ import tensorflow as tf  # noqa: E402
 from configs import fashion_mnist  # noqa: E402
 from invertible_keras import metamers  # noqa: E402
 from invertible_keras.models import build_model  # noqa: E402
-from invertible_keras.models.nuisance import nuisance_classifier  # noqa: E402
-from invertible_keras.train_lib import build_trainer, make_optimizer  # noqa: E402
+from invertible_keras.models.nuisance_mlp import nuisance_classifier  # noqa: E402
+from invertible_keras.training.loop import build_trainer, make_optimizer  # noqa: E402
 
 
 def parse_args():

@@ -1,6 +1,6 @@
 """Defaults shared by every experiment; the other config files override what differs.
 
-Every field other parts of the project rely on is here (DESIGN.md, "Config fields").
+Every field other parts of the project rely on is here (docs/design.md, "Configs").
 A field whose default is None is an `ml_collections.config_dict.placeholder(type)`, so that
 `--config.data.idx_dir=DIR` and the like can be overridden from the command line (absl cannot
 parse a value for a field of type NoneType).

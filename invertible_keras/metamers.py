@@ -11,8 +11,12 @@ moves the nuisances along the straight line
     z_n(t) = (1 - t) z_n(a) + t z_n(b),   t = 0, 1/(steps-1), ..., 1,
 
 so every image of the path has a's logits (paper figure 6).
+
+This module is the one place a metamer is computed: the SavedModel's `metamer` endpoint, the
+TensorBoard grids and every measurement (`metamers_in_batches`) call it.
 """
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -31,6 +35,22 @@ def metamer(model, x_a, x_b):
     z_s, _ = model.encode(x_a)
     _, z_n = model.encode(x_b)
     return model.decode(z_s, z_n)
+
+
+def metamers_in_batches(model, x_a, x_b, batch_size=256):
+    """`metamer` over numpy arrays of pairs, `batch_size` pairs per call; returns a numpy array.
+
+    Args:
+        model: a `FiRevNet`, or anything with `encode` and `decode` (e.g. an
+            `analysis.network.Network` of a SavedModel).
+        x_a, x_b: numpy arrays of the same shape `(n, *input_shape)`.
+        batch_size: pairs per call of the model.
+    """
+    if len(x_a) != len(x_b):
+        raise ValueError(f"x_a and x_b must hold the same number of examples. Received: {len(x_a)} and {len(x_b)}")
+    return np.concatenate([np.asarray(metamer(model, tf.constant(x_a[i:i + batch_size]),
+                                              tf.constant(x_b[i:i + batch_size])))
+                           for i in range(0, len(x_a), batch_size)])
 
 
 def interpolate(model, x_a, x_b, steps):

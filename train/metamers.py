@@ -9,7 +9,6 @@ logit source a, metamer F^-1(z_s(a), z_n(b)), nuisance source b) and `<out>_inte
 pipeline: `--dataset`, or the config in DIR/metrics.json beside the export.
 """
 
-import json
 import os
 
 import numpy as np
@@ -19,6 +18,7 @@ from absl import app, flags, logging
 from invertible_keras import data, metamers
 from invertible_keras.analysis import attack, figures
 from invertible_keras.analysis import network as network_lib
+from invertible_keras.run_dir import RunDir
 
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "SavedModel written by training (DIR/export).")
 _OUT = flags.DEFINE_string("out", None, "PNG of the metamer grid; the interpolations go to <out>_interp.png.")
@@ -34,10 +34,9 @@ flags.mark_flags_as_required(["export_dir", "out"])
 def data_config(export_dir, input_shape):
     """The data config: the run's (metrics.json beside the export) with the flags applied."""
     config = {}
-    metrics_path = os.path.join(os.path.dirname(os.path.abspath(export_dir)), "metrics.json")
-    if os.path.isfile(metrics_path):
-        with open(metrics_path) as f:
-            config = json.load(f)["config"]["data"]
+    run = RunDir(os.path.dirname(os.path.abspath(export_dir)))
+    if os.path.isfile(run.metrics_path):
+        config = run.read_metrics()["config"]["data"]
     if _DATASET.value:
         if config.get("name") not in (None, _DATASET.value):
             config = {}  # another data set: the run's data fields do not apply

@@ -7,14 +7,13 @@ Trains CE and iCE fiRevNets (resuming unfinished runs), evaluates both and write
 DIR/report.md and DIR/results.json. `--quick` uses the configs' "quick" variants and small
 evaluation sizes (seconds; for tests); `--variant=paper` the paper's settings. Config fields
 are overridden with `--epochs`, `--steps_per_epoch` or `--override=field.subfield=value`
-(repeatable). See `invertible_keras.analysis.experiments`. Exits with status 1 when every
+(repeatable). See `train.experiments`. Exits with status 1 when every
 data set of the images experiment was skipped (no data available): nothing was run.
 """
 
 from absl import app, flags
 
-from invertible_keras.analysis import experiments
-from train import eval_flags
+from train import eval_flags, experiments
 
 _EXPERIMENT = flags.DEFINE_enum("experiment", None, ["spheres", "images"], "Which experiment to run.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (runs, figures, report.md).")

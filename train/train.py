@@ -10,7 +10,7 @@ a run of another config is refused with the fields that differ.
 from absl import app, flags
 from ml_collections import config_flags
 
-from invertible_keras import train_lib
+from invertible_keras.training import loop
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, metrics and export.")
@@ -22,8 +22,8 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     print(f"Config: {config_flags.get_config_filename(flags.FLAGS['config'])}", flush=True)
     try:
-        train_lib.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    except train_lib.WorkdirConfigMismatchError as error:
+        loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    except loop.WorkdirConfigMismatchError as error:
         raise SystemExit(f"Error: {error}") from None  # one line, exit status 1
 
 

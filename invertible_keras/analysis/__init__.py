@@ -1,4 +1,4 @@
-"""Evaluation and the paper's experiments on trained fiRevNets.
+"""Measurements on trained fiRevNets (the experiments that combine them: `train/experiments.py`).
 
 Every analysis needs only `encode(x) -> (z_s, z_n)` and `decode(z_s, z_n)` (see `network`), so
 it runs on a `FiRevNet`, on a SavedModel export or on any hand-built bijection.
@@ -8,7 +8,7 @@ imports nothing eagerly, so that e.g. drawing figures from a SavedModel does not
 training code.
 
 - `network`: `Network` (a FiRevNet or SavedModel as traced functions), batched helpers.
-- `nuisance`: the post-hoc nuisance classifier on z_n (paper, Table 2).
+- `posthoc`: the post-hoc nuisance classifier on z_n (paper, Table 2).
 - `oracles`: the oracle o(x) judging metamers (exact rule for spheres, a cached CNN for images).
 - `attack`: the metamer attack rate (paper, sections 2 and 3).
 - `invertibility`: |F^-1(F(x)) - x| on data, noise and metamers.
@@ -16,5 +16,4 @@ training code.
   (interpolations).
 - `example6`: the mis-aligned classifier of Example 6.
 - `evaluation`: `evaluate_run(workdir)` -> `workdir/eval.json` (`python -m train.evaluate`).
-- `experiments`: the spheres and image experiments of `python -m train.reproduce`.
 """

@@ -22,6 +22,7 @@ holds little class information, keeps a's class in x_met (low rate).
 import numpy as np
 
 from invertible_keras.analysis import network as network_lib
+from invertible_keras.metamers import metamers_in_batches
 
 
 def sample_pairs(y, num_pairs, seed=0):
@@ -84,9 +85,9 @@ def metamer_attack(network, x, y, oracle, num_pairs=1000, seed=0, value_range=No
     x, y = np.asarray(x), np.asarray(y)
     idx_a, idx_b = sample_pairs(y, num_pairs, seed)
     x_a, y_a, y_b = x[idx_a], y[idx_a], y[idx_b]
+    x_met = metamers_in_batches(network, x_a, x[idx_b], batch_size)
     z_s_a, _ = network_lib.encode(network, x_a, batch_size)
-    z_s_b, z_n_b = network_lib.encode(network, x[idx_b], batch_size)
-    x_met = network_lib.decode(network, z_s_a, z_n_b, batch_size)
+    z_s_b, _ = network_lib.encode(network, x[idx_b], batch_size)
     scored = (np.argmax(z_s_a, axis=-1) == y_a) & (np.argmax(z_s_b, axis=-1) == y_b)
 
     def judge(x_met):

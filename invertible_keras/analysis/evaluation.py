@@ -1,12 +1,12 @@
 """Evaluation of a trained run: everything `python -m train.evaluate --workdir=DIR` reports.
 
-For a run directory written by `train_lib.train_and_evaluate` this measures, on the frozen
+For a run directory written by `training.loop.train_and_evaluate` this measures, on the frozen
 network,
 
 * logit error: the error of D(x) = argmax z_s(x) on training and test examples;
 * nuisance error: fresh post-hoc nuisance classifiers trained on z_n of the training split
   (early-stopped on a held-out slice of it), their error on the test split, mean and sd over
-  seeds (paper, Table 2; `analysis.nuisance`), also per part of z_n when there are several;
+  seeds (paper, Table 2; `analysis.posthoc`), also per part of z_n when there are several;
 * invertibility: max and mean |F^-1(F(x)) - x| on test data, uniform noise and metamers
   (`analysis.invertibility`);
 * metamer attack rate: the share of metamers F^-1(z_s(a), z_n(b)) that the oracle assigns to
@@ -17,9 +17,8 @@ and writes them to `DIR/eval.json`. Training examples are read without augmentat
 split's order.
 
 The network is loaded from `DIR/export` (the SavedModel of a finished run; needs no model
-code) or rebuilt from `DIR/checkpoints` exactly as training built it
-(`train_lib.build_trainer`, restored through `train_lib.make_checkpoint`), see
-`load_run`.
+code) or built from the run's config and given the weights of the latest checkpoint by name
+(`run_dir.restore_network`: no training wrapper, prior or optimizer), see `load_run`.
 """
 
 import dataclasses
@@ -29,17 +28,16 @@ import time
 
 import ml_collections
 import numpy as np
-import tensorflow as tf
 from absl import logging
 
 import keras
 
-from invertible_keras import data, train_lib
-from invertible_keras.analysis import attack, invertibility, network as network_lib, nuisance, oracles
+from invertible_keras import data, run_dir
+from invertible_keras.analysis import attack, invertibility, network as network_lib, oracles, posthoc
 from invertible_keras.models import build_model
 
 SOURCES = ("auto", "export", "checkpoint")
-EVAL_FILE = "eval.json"
+EVAL_FILE = run_dir.EVAL_FILE
 
 
 @dataclasses.dataclass
@@ -103,18 +101,8 @@ class Evaluation:
 
 
 def load_config(workdir):
-    """The config of a run, from the "config" entry of `workdir/metrics.json`."""
-    return ml_collections.ConfigDict(_read_metrics(workdir)["config"])
-
-
-def _read_metrics(workdir):
-    path = os.path.join(workdir, "metrics.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"No metrics.json in workdir={workdir!r}: it is written when training finishes. Finish the run "
-            "first (rerunning `python -m train.train` with the same --config and --workdir resumes it).")
-    with open(path) as f:
-        return json.load(f)
+    """The config of a finished run (see `run_dir.RunDir.load_config`)."""
+    return run_dir.RunDir(workdir).load_config()
 
 
 def load_run(workdir, source="auto"):
@@ -123,8 +111,7 @@ def load_run(workdir, source="auto"):
     Args:
         workdir: the run directory.
         source: "export" loads `workdir/export` (TensorFlow only); "checkpoint" rebuilds the
-            network with `train_lib.build_trainer(config, ...)` and restores the latest
-            checkpoint of `workdir/checkpoints`; "auto" takes the export when it exists (the
+            network from the config and restores the weights of the latest checkpoint; "auto" takes the export when it exists (the
             final state of a finished run), else the checkpoint.
 
     Returns:
@@ -132,29 +119,27 @@ def load_run(workdir, source="auto"):
     """
     if source not in SOURCES:
         raise ValueError(f"`source` must be one of {SOURCES}. Received: source={source!r}")
-    config = load_config(workdir)
-    export_dir = os.path.join(workdir, "export")
-    if source == "export" or (source == "auto" and os.path.isfile(os.path.join(export_dir, "saved_model.pb"))):
-        return config, network_lib.Network.from_saved_model(export_dir)
-    return config, _network_from_checkpoint(config, os.path.join(workdir, "checkpoints"))
+    run = run_dir.RunDir(workdir)
+    config = run.load_config()
+    if source == "export" or (source == "auto" and run.has_export()):
+        return config, network_lib.Network.from_saved_model(run.export_dir)
+    return config, _network_from_checkpoint(config, run)
 
 
-def _network_from_checkpoint(config, checkpoint_dir):
-    latest = tf.train.latest_checkpoint(checkpoint_dir)
+def _network_from_checkpoint(config, run):
+    latest = run.latest_checkpoint()
     if latest is None:
-        raise FileNotFoundError(f"No checkpoint in {checkpoint_dir!r} and no export beside it; train the run first.")
-    example = next(iter(data.load_dataset(config.data, "test", training=False)))[0]
-    trainer = train_lib.build_trainer(config, example)
-    checkpoint = train_lib.make_checkpoint(trainer, tf.Variable(0, dtype=tf.int64, name="epoch"))
-    checkpoint.restore(latest).assert_existing_objects_matched()
-    return network_lib.Network.from_model(trainer.network, source=f"checkpoint:{latest}")
+        raise FileNotFoundError(f"No checkpoint in {run.checkpoint_dir()!r} and no export beside it; train the run "
+                                "first.")
+    network = run_dir.restore_network(build_model(config.model), latest)
+    return network_lib.Network.from_model(network, source=f"checkpoint:{latest}")
 
 
 def evaluate_run(workdir, settings=None, write=True, reuse=False):
     """Evaluates the run in `workdir` and writes `workdir/eval.json` (see the module docstring).
 
     Args:
-        workdir: a run directory of `train_lib.train_and_evaluate`.
+        workdir: a run directory of `training.loop.train_and_evaluate`.
         settings: an `EvalSettings`; None for the defaults.
         write: whether to write eval.json.
         reuse: return the measures of an existing eval.json instead when it was written with
@@ -176,7 +161,7 @@ def evaluate_run(workdir, settings=None, write=True, reuse=False):
 
     logit_error = {split: float(np.mean(network_lib.predict(network, x, settings.batch_size) != y))
                    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test))}
-    classifier, nuisance_error = nuisance.posthoc_nuisance_error(
+    classifier, nuisance_error = posthoc.posthoc_nuisance_error(
         network, x_train, y_train, x_test, y_test, parts=build_model(config.model).nuisance_parts,
         **posthoc_arguments(config, settings))
     inverse_errors = invertibility.invertibility_errors(network, x_test, settings.seed, settings.batch_size)
@@ -199,16 +184,16 @@ def evaluate_run(workdir, settings=None, write=True, reuse=False):
         "metamer_attack": attack_results,
         "settings": dataclasses.asdict(settings),
         "config": config.to_dict(),
-        "train_wall_time_s": _read_metrics(workdir).get("wall_time_s"),
+        "train_wall_time_s": run_dir.RunDir(workdir).read_metrics().get("wall_time_s"),
         "wall_time_s": time.time() - start,
     }
     if write:
-        train_lib.write_json_atomic(os.path.join(workdir, EVAL_FILE), results)
+        run_dir.RunDir(workdir).write_json(EVAL_FILE, results)
     return Evaluation(results, config, network, classifier, x_test, y_test)
 
 
 def _cached_evaluation(workdir, settings):
-    path, latest = os.path.join(workdir, EVAL_FILE), tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    path, latest = os.path.join(workdir, EVAL_FILE), run_dir.RunDir(workdir).latest_checkpoint()
     if not (os.path.isfile(path) and latest and os.path.getmtime(path) > os.path.getmtime(latest + ".index")):
         return None
     with open(path) as f:
@@ -234,7 +219,7 @@ def load_examples(config, settings):
 
 
 def posthoc_arguments(config, settings):
-    """Keyword arguments of `nuisance.posthoc_nuisance_error` / `posthoc_error`."""
+    """Keyword arguments of `posthoc.posthoc_nuisance_error` / `posthoc_error`."""
     return {"seeds": tuple(range(settings.nuisance_seeds)), "hidden_units": tuple(config.ice.nuisance_hidden_units),
             "max_epochs": settings.nuisance_max_epochs, "patience": settings.nuisance_patience,
             "validation_size": settings.nuisance_validation, "batch_size": settings.nuisance_batch_size}
@@ -263,12 +248,12 @@ def posthoc_baselines(config, settings=None, path=None):
     num_classes = untrained.num_classes
     flat = lambda x: x.reshape(len(x), -1)
     arguments = posthoc_arguments(config, settings)
-    _, pixels = nuisance.posthoc_error(flat(x_train), y_train, flat(x_test), y_test, num_classes, **arguments)
-    _, untrained_errors = nuisance.posthoc_nuisance_error(
+    _, pixels = posthoc.posthoc_error(flat(x_train), y_train, flat(x_test), y_test, num_classes, **arguments)
+    _, untrained_errors = posthoc.posthoc_nuisance_error(
         network_lib.Network.from_model(untrained, "untrained"), x_train, y_train, x_test, y_test, **arguments)
     baselines = {"inputs": pixels, "untrained_z_n": untrained_errors}
     if path:
-        train_lib.write_json_atomic(path, {"key": key, "baselines": baselines})
+        run_dir.write_json_atomic(path, {"key": key, "baselines": baselines})
     return baselines
 
 
@@ -305,11 +290,11 @@ def summary_table(results):
     return "\n".join([title, "-" * len(title)] + [f"{name:<{width}}  {value}" for name, value in rows])
 
 
-def pct(fraction, sd=None):
+def pct(fraction, sd=None, unit=" %"):
     """`12.34 %`, or `12.34 ± 0.56 %` with a standard deviation; "n/a" for None."""
     if fraction is None:
         return "n/a"
-    return f"{100.0 * fraction:.2f} %" if sd is None else f"{100.0 * fraction:.2f} ± {100.0 * sd:.2f} %"
+    return f"{100.0 * fraction:.2f}{unit}" if sd is None else f"{100.0 * fraction:.2f} ± {100.0 * sd:.2f}{unit}"
 
 
 def rate_with_interval(judged):

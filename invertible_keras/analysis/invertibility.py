@@ -15,6 +15,7 @@ metamers decode(z_s(a), z_n(b)) of data pairs.
 import numpy as np
 
 from invertible_keras.analysis import network as network_lib
+from invertible_keras.metamers import metamers_in_batches
 
 
 def reconstruction_error(network, x, batch_size=256):
@@ -43,7 +44,7 @@ def invertibility_errors(network, x, seed=0, batch_size=256):
     rng = np.random.default_rng(seed)
     noise = rng.uniform(float(x.min()), float(x.max()), x.shape).astype(np.float32)
     partner = x[rng.permutation(len(x))]
-    x_met = network_lib.metamers(network, x, partner, batch_size)
+    x_met = metamers_in_batches(network, x, partner, batch_size)
     return {
         "test": reconstruction_error(network, x, batch_size),
         "noise": reconstruction_error(network, noise, batch_size),

@@ -90,13 +90,6 @@ def predict(network, x, batch_size=256):
     return np.argmax(encode(network, x, batch_size)[0], axis=-1)
 
 
-def metamers(network, x_a, x_b, batch_size=256):
-    """`decode(z_s(x_a), z_n(x_b))` in batches (the metameric sample of paper section 3)."""
-    z_s, _ = encode(network, x_a, batch_size)
-    _, z_n = encode(network, x_b, batch_size)
-    return decode(network, z_s, z_n, batch_size)
-
-
 def take_examples(dataset, num_examples):
     """Reads the first `num_examples` `(x, y)` of a batched dataset (all: None or fewer held).
 

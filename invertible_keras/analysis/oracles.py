@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from invertible_keras import data
+from invertible_keras.run_dir import atomic_path
 from invertible_keras.data import spheres
 
 CACHE_ENV = "INVERTIBLE_KERAS_CACHE"
@@ -116,9 +117,8 @@ def cnn_oracle(data_config, cache_dir=None, epochs=2, steps_per_epoch=None, batc
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=2)
     os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)[:-len('.keras')]}.tmp-{os.getpid()}.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
     return CNNOracle(model, path)
 
 

@@ -9,7 +9,7 @@ basis from Gram-Schmidt,
 every grid point x = alpha e1 + beta e2 is labelled twice:
 
 * by the logit classifier D(x) = argmax z_s(x) of the fiRevNet, and
-* by the post-hoc nuisance classifier D_nc(z_n(x)) (`analysis.nuisance`).
+* by the post-hoc nuisance classifier D_nc(z_n(x)) (`analysis.posthoc`).
 
 Figure 3 shows two planes: (left) through two data points, (right) through a data point x and
 a metamer x_met = F^-1(z_s(x), z_n(x')) with x' from the other sphere. On the right plane D
@@ -22,6 +22,7 @@ import dataclasses
 import numpy as np
 
 from invertible_keras.analysis import network as network_lib
+from invertible_keras.metamers import metamers_in_batches
 
 
 @dataclasses.dataclass
@@ -112,7 +113,7 @@ def spheres_planes(network, nuisance_classifier, x, y, radii=(1.0, 10.0), seed=0
     rng = np.random.default_rng(seed)
     inner = x[rng.choice(np.flatnonzero(y == 0), 2, replace=False)]
     outer = x[rng.choice(np.flatnonzero(y == 1), 1)]
-    x_met = network_lib.metamers(network, inner[1:], outer)[0]
+    x_met = metamers_in_batches(network, inner[1:], outer)[0]
     min_extent = 1.3 * float(radii[1])
     planes = []
     for u, v, names, title in ((inner[0], outer[0], ("x1", "x2"), "plane through data points x1 (inner), x2 (outer)"),

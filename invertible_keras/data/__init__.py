@@ -12,6 +12,7 @@ import functools
 
 import tensorflow as tf
 
+from invertible_keras.data.checks import check_choice
 from invertible_keras.data import imagenet, images, spheres
 from invertible_keras.data.imagenet import load_imagenet, preprocess_eval, preprocess_train
 from invertible_keras.data.images import (
@@ -107,8 +108,8 @@ def load_dataset(data_config, split, training):
         DataNotFoundError: when the data set is not available (the message says how to get it).
     """
     name = _field(data_config, "name")
-    _check_choice("name", name, NAMES)
-    _check_choice("split", split, SPLITS)
+    check_choice("name", name, NAMES)
+    check_choice("split", split, SPLITS)
     batch_size = _field(data_config, "batch_size")
     seed = _field(data_config, "seed")
     shuffle_buffer = _field(data_config, "shuffle_buffer")
@@ -150,7 +151,7 @@ def num_classes(name):
     Args:
         name: `"spheres"` (2), `"mnist"` (10), `"fashion_mnist"` (10) or `"imagenet2012"` (1000).
     """
-    _check_choice("name", name, NAMES)
+    check_choice("name", name, NAMES)
     return _NUM_CLASSES[name]
 
 
@@ -165,7 +166,7 @@ def input_shape(data_config):
         `(image_size, image_size, 3)` for ImageNet.
     """
     name = _field(data_config, "name")
-    _check_choice("name", name, NAMES)
+    check_choice("name", name, NAMES)
     if name == "spheres":
         return (int(_field(data_config, "dim")),)
     if name == "imagenet2012":
@@ -189,8 +190,3 @@ def _max_shift(random_shift_field):
     if random_shift_field is False or random_shift_field is None:
         return 0
     return random_shift_field
-
-
-def _check_choice(field, value, choices):
-    if value not in choices:
-        raise ValueError(f"`{field}` must be one of {choices}. Received: {field}={value!r}")

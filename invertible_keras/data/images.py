@@ -19,11 +19,12 @@ fresh seed to every example in every epoch.
 """
 
 import gzip
-import numbers
 import os
 
 import numpy as np
 import tensorflow as tf
+
+from invertible_keras.data.checks import check_choice, is_int
 
 IMAGE_SHAPE = (28, 28, 1)
 SPLITS = ("train", "test")
@@ -64,9 +65,9 @@ def load_split(name, split, source="auto", idx_dir=None, data_dir=None):
         ValueError: for an unknown name, split or source, or a malformed IDX file.
         DataNotFoundError: when the data is not available from the requested source.
     """
-    _check_choice("name", name, NAMES)
-    _check_choice("split", split, SPLITS)
-    _check_choice("source", source, ("auto", "tfds", "idx"))
+    check_choice("name", name, NAMES)
+    check_choice("split", split, SPLITS)
+    check_choice("source", source, ("auto", "tfds", "idx"))
     idx_dir = idx_dir or DEFAULT_IDX_DIRS.get(name)
 
     if source in ("auto", "tfds"):
@@ -103,7 +104,7 @@ def load_idx_split(idx_dir, split):
         DataNotFoundError: if a file is missing.
         ValueError: if a file is malformed or the two files disagree.
     """
-    _check_choice("split", split, SPLITS)
+    check_choice("split", split, SPLITS)
     prefix = _IDX_PREFIX[split]
     images_path = _find_idx_file(idx_dir, f"{prefix}-images-idx3-ubyte")
     labels_path = _find_idx_file(idx_dir, f"{prefix}-labels-idx1-ubyte")
@@ -187,7 +188,7 @@ def random_shift(image, seed, max_shift=3):
     Returns:
         A tensor of the shape and dtype of `image`.
     """
-    if not _is_int(max_shift) or max_shift < 0:
+    if not is_int(max_shift) or max_shift < 0:
         raise ValueError(f"`max_shift` must be a non-negative int. Received: max_shift={max_shift!r}")
     if max_shift == 0:
         return image
@@ -217,11 +218,11 @@ def make_pipeline(dataset, batch_size, training, shuffle_buffer=10_000, seed=0, 
     Returns:
         The batched, prefetched `tf.data.Dataset`.
     """
-    if not _is_int(batch_size) or batch_size <= 0:
+    if not is_int(batch_size) or batch_size <= 0:
         raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
     if not training:
         return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    if not _is_int(shuffle_buffer) or shuffle_buffer <= 0:
+    if not is_int(shuffle_buffer) or shuffle_buffer <= 0:
         raise ValueError("`shuffle_buffer` must be a positive int. "
                          f"Received: shuffle_buffer={shuffle_buffer!r}")
     dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
@@ -275,12 +276,3 @@ def _how_to_get(name, problem):
             "  - put the four IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
             "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) in a directory and pass "
             "--config.data.idx_dir=DIR (with --config.data.source=auto or idx).")
-
-
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_choice(field, value, choices):
-    if value not in choices:
-        raise ValueError(f"`{field}` must be one of {choices}. Received: {field}={value!r}")

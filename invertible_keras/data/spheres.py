@@ -21,6 +21,8 @@ The Bayes-optimal classifier (`oracle`) is the exact rule on the norm: outer iff
 import numpy as np
 import tensorflow as tf
 
+from invertible_keras.data.checks import is_int
+
 # Examples are generated in chunks of this many rows, one Philox key per chunk: one vectorised
 # op per chunk instead of one per example. Changing it changes the data drawn for a seed.
 _CHUNK_SIZE = 1024
@@ -86,12 +88,8 @@ def oracle(x, radii=(1.0, 10.0)):
     return (np.linalg.norm(np.asarray(x), axis=-1) > threshold).astype(np.int32)
 
 
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 def _check_positive_int(name, value):
-    if not _is_int(value) or value <= 0:
+    if not is_int(value) or value <= 0:
         raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
     return int(value)
 
@@ -110,7 +108,7 @@ def _check_radii(radii):
 
 def _check_seed(seed):
     """Turns an int or a pair of ints into a stateless seed of shape (2,)."""
-    pair = (seed, 0) if _is_int(seed) else seed
-    if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(map(_is_int, pair))):
+    pair = (seed, 0) if is_int(seed) else seed
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(map(is_int, pair))):
         raise ValueError(f"`seed` must be an int or a pair of ints. Received: seed={seed!r}")
     return tf.constant([int(s) for s in pair], tf.int64)

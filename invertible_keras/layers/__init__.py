@@ -5,6 +5,7 @@ from invertible_keras.layers.base import InvertibleLayer
 from invertible_keras.layers.conv1x1 import Invertible1x1Conv
 from invertible_keras.layers.coupling import AdditiveCoupling, AffineCoupling, Coupling
 from invertible_keras.layers.dct import DCTPooling
+from invertible_keras.layers.factor_out import FactorOut
 from invertible_keras.layers.sequential import InvertibleSequential
 from invertible_keras.layers.squeeze import Squeeze
 
@@ -14,6 +15,7 @@ __all__ = [
     "AffineCoupling",
     "Coupling",
     "DCTPooling",
+    "FactorOut",
     "Invertible1x1Conv",
     "InvertibleLayer",
     "InvertibleSequential",

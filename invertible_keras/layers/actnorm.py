@@ -12,7 +12,7 @@ layer is never initialised again. Initialisation is an explicit step (see
 import keras
 import tensorflow as tf
 
-from invertible_keras.layers.base import InvertibleLayer, spatial_size
+from invertible_keras.layers.base import InvertibleLayer, spatial_size, to_tensor
 
 
 @keras.saving.register_keras_serializable(package="invertible_keras")
@@ -47,7 +47,7 @@ class ActNorm(InvertibleLayer):
 
     def initialize(self, x):
         """Data-dependent init from a batch `x` (eager); a no-op once initialised."""
-        x = self._to_tensor(x)
+        x = to_tensor(self, x)
         if not self.built:
             self.build(x.shape)
         self._check_shape(x.shape, self._built_input_shape, "input")

@@ -53,7 +53,7 @@ class InvertibleLayer(keras.layers.Layer):
 
     def forward_and_log_det(self, x, training=None):
         """Returns `(y, log|det dy/dx|)`, the log-det of shape `(batch,)`."""
-        x = self._to_tensor(x)
+        x = to_tensor(self, x)
         if not self.built:
             self.build(x.shape)
         self._check_shape(x.shape, self._built_input_shape, "input")
@@ -61,7 +61,7 @@ class InvertibleLayer(keras.layers.Layer):
 
     def inverse_and_log_det(self, y):
         """Returns `(x, log|det dx/dy|)`; always runs in inference mode."""
-        y = self._to_tensor(y)
+        y = to_tensor(self, y)
         if not self.built:
             raise ValueError(
                 f"{self.__class__.__name__} '{self.name}' is not built: call it on a "
@@ -93,17 +93,6 @@ class InvertibleLayer(keras.layers.Layer):
         raise NotImplementedError
 
     # ------------------------------------------------------------------- helpers
-    def _to_tensor(self, x):
-        x = tf.convert_to_tensor(x)
-        if x.dtype.is_floating and x.dtype != self.compute_dtype:
-            x = tf.cast(x, self.compute_dtype)
-        if not x.dtype.is_floating:
-            raise ValueError(
-                f"{self.__class__.__name__} '{self.name}' expects a floating point tensor. "
-                f"Received dtype {x.dtype.name} with shape {tuple(x.shape)}."
-            )
-        return x
-
     def _check_rank(self, shape, what):
         if len(shape) not in self.ranks:
             expected = " or ".join(_RANK_NAMES[r] for r in self.ranks)
@@ -152,3 +141,16 @@ def sum_except_batch(x):
 
 def zeros_log_det(x):
     return tf.zeros(tf.shape(x)[:1], x.dtype)
+
+
+def to_tensor(layer, x):
+    """`x` as a tensor of `layer`'s compute dtype; ValueError naming the layer for non-floating input."""
+    x = tf.convert_to_tensor(x)
+    if not x.dtype.is_floating:
+        raise ValueError(
+            f"{layer.__class__.__name__} '{layer.name}' expects a floating point tensor. "
+            f"Received dtype {x.dtype.name} with shape {tuple(x.shape)}."
+        )
+    if x.dtype != layer.compute_dtype:
+        x = tf.cast(x, layer.compute_dtype)
+    return x

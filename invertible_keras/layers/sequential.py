@@ -6,7 +6,7 @@
 
 import keras
 
-from invertible_keras.layers.base import InvertibleLayer, zeros_log_det
+from invertible_keras.layers.base import InvertibleLayer, to_tensor, zeros_log_det
 
 
 @keras.saving.register_keras_serializable(package="invertible_keras")
@@ -40,7 +40,7 @@ class InvertibleSequential(InvertibleLayer):
 
     def initialize(self, x):
         """Runs data-dependent initialisation (ActNorm) of every layer in order, once."""
-        x = self._to_tensor(x)
+        x = to_tensor(self, x)
         if not self.built:
             self.build(x.shape)
         for layer in self.layers:

@@ -23,28 +23,19 @@ z_s) and the classifier is argmax softmax(z_s); z_n = z[:, C:] are the nuisances
 never sees. `decode(z_s, z_n)` is the exact inverse (in inference mode), which is what makes
 metameric sampling F^-1(z_s(a), z_n(b)) possible without optimisation.
 
-Variants (classmethods, all reachable from `build_model(config)` by `config.kind`):
-  * `FiRevNet.dense`    ("dense", adversarial spheres, appendix B.1)
-  * `FiRevNet.conv`     ("conv", MNIST / Fashion-MNIST, appendix B.2)
-  * `FiRevNet.imagenet` ("imagenet", fiRevNet48, appendix B.3)
+The factor-out is the layer `layers.FactorOut`. The architectures of the paper (dense,
+conv, fiRevNet48) and `build_model(config)` are in `models/builders.py`; `FiRevNet.dense`,
+`.conv` and `.imagenet` are aliases of its builders.
 """
 
-import inspect
 import itertools
 import math
 
 import keras
 import tensorflow as tf
 
-from invertible_keras.layers import (
-    ActNorm,
-    AdditiveCoupling,
-    AffineCoupling,
-    DCTPooling,
-    Invertible1x1Conv,
-    InvertibleSequential,
-    Squeeze,
-)
+from invertible_keras.layers import ActNorm, DCTPooling, FactorOut, InvertibleSequential
+from invertible_keras.layers.base import to_tensor
 
 
 @keras.saving.register_keras_serializable(package="invertible_keras")
@@ -107,7 +98,7 @@ class FiRevNet(keras.Model):
     def _build_stages(self):
         """Builds every stage for its input shape; the shapes are static from here on."""
         shape = (None, *self.input_shape)
-        self._kept_channels, self._factored_shapes = [], []
+        factor_outs = []
         for k, stage in enumerate(self.stages):
             stage.build(shape)
             shape = tuple(stage.compute_output_shape(shape))
@@ -118,15 +109,17 @@ class FiRevNet(keras.Model):
                         f"FiRevNet factors out half of the channels after stage {k + 1}, whose output "
                         f"shape {shape} has an odd channel count."
                     )
-                self._kept_channels.append(channels // 2)
-                self._factored_shapes.append(shape[1:-1] + (channels - channels // 2,))
-                shape = shape[:-1] + (channels // 2,)
+                factor_out = FactorOut(name=f"factor_out_{k + 1}", dtype=self.dtype_policy)
+                factor_out.build(shape)
+                factor_outs.append(factor_out)
+                shape = tuple(factor_out.compute_output_shape(shape)[0])
+        self.factor_outs = factor_outs
         if len(shape) == 4:
             self.readout = DCTPooling(name="readout", dtype=self.dtype_policy)
             self.readout.build(shape)
         else:
             self.readout = None
-        self._part_sizes = [math.prod(shape[1:])] + [math.prod(s) for s in self._factored_shapes]
+        self._part_sizes = [math.prod(shape[1:])] + [f.factored_size for f in factor_outs]
         if self.num_classes > self._part_sizes[0]:
             raise ValueError(
                 f"`num_classes`={self.num_classes} logits do not fit in the readout of the last stage "
@@ -146,7 +139,7 @@ class FiRevNet(keras.Model):
         "last_stage" is the readout of the last stage without the logits; "stage_k" the half
         factored out after stage k.
         """
-        names = ["last_stage"] + [f"stage_{k + 1}" for k in range(len(self._factored_shapes))]
+        names = ["last_stage"] + [f"stage_{k + 1}" for k in range(len(self.factor_outs))]
         sizes = [self._part_sizes[0] - self.num_classes] + self._part_sizes[1:]
         bounds = [0] + list(itertools.accumulate(sizes))
         return {name: (start, stop) for name, start, stop in zip(names, bounds, bounds[1:]) if stop > start}
@@ -158,8 +151,8 @@ class FiRevNet(keras.Model):
         for k, stage in enumerate(self.stages):
             shape = tuple(stage.compute_output_shape(shape))
             shapes.append(shape)
-            if k < len(self._kept_channels):
-                shape = shape[:-1] + (self._kept_channels[k],)
+            if k < len(self.factor_outs):
+                shape = tuple(self.factor_outs[k].compute_output_shape(shape)[0])
         return shapes
 
     # ------------------------------------------------------------------ forward
@@ -174,10 +167,9 @@ class FiRevNet(keras.Model):
         for k, stage in enumerate(self.stages):
             h, stage_log_det = stage.forward_and_log_det(h, training=training)
             log_det += stage_log_det
-            if k < len(self._kept_channels):
-                drop = h.shape[-1] - self._kept_channels[k]
-                factored.append(tf.reshape(h[..., :drop], [-1, self._part_sizes[k + 1]]))
-                h = h[..., drop:]
+            if k < len(self.factor_outs):  # log-det 0
+                h, z_part = self.factor_outs[k].forward_and_log_det(h)[0]
+                factored.append(z_part)
         # The readout is orthonormal (log-det 0) or the identity.
         readout = self.readout.forward_and_log_det(h)[0] if self.readout is not None else h
         return tf.concat([readout] + factored, axis=-1), log_det
@@ -197,7 +189,7 @@ class FiRevNet(keras.Model):
     # ------------------------------------------------------------------ inverse
     def inverse_and_log_det(self, z):
         """Returns `(x, log|det dx/dz|)` for flat `z` of shape `(batch, latent_dim)`."""
-        z = self._to_tensor(z)
+        z = to_tensor(self, z)
         if len(z.shape) != 2 or z.shape[-1] != self.latent_dim:
             raise ValueError(
                 f"FiRevNet '{self.name}' expects z of shape (batch, {self.latent_dim}). "
@@ -207,8 +199,8 @@ class FiRevNet(keras.Model):
         h = self.readout.inverse(parts[0]) if self.readout is not None else parts[0]
         log_det = tf.zeros(tf.shape(z)[:1], z.dtype)
         for k in reversed(range(len(self.stages))):
-            if k < len(self._kept_channels):
-                h = tf.concat([tf.reshape(parts[k + 1], (-1, *self._factored_shapes[k])), h], axis=-1)
+            if k < len(self.factor_outs):
+                h = self.factor_outs[k].inverse((h, parts[k + 1]))
             h, stage_log_det = self.stages[k].inverse_and_log_det(h)
             log_det += stage_log_det
         return h, log_det
@@ -219,7 +211,7 @@ class FiRevNet(keras.Model):
 
     def decode(self, z_s, z_n):
         """x = F^-1([z_s, z_n]); `z_s` of shape `(batch, C)`, `z_n` of shape `(batch, d - C)`."""
-        z_s, z_n = self._to_tensor(z_s), self._to_tensor(z_n)
+        z_s, z_n = to_tensor(self, z_s), to_tensor(self, z_n)
         for what, value, width in (("z_s", z_s, self.num_classes), ("z_n", z_n, self.num_nuisances)):
             if len(value.shape) != 2 or value.shape[-1] != width:
                 raise ValueError(
@@ -259,23 +251,12 @@ class FiRevNet(keras.Model):
         for k, stage in enumerate(self.stages):
             stage.initialize(h)
             h = stage.forward_and_log_det(h, training=False)[0]
-            if k < len(self._kept_channels):
-                h = h[..., h.shape[-1] - self._kept_channels[k]:]
+            if k < len(self.factor_outs):
+                h = self.factor_outs[k].forward_and_log_det(h)[0][0]
 
     # ------------------------------------------------------------------ checks
-    def _to_tensor(self, x):
-        x = tf.convert_to_tensor(x)
-        if x.dtype != self.compute_dtype:
-            if not x.dtype.is_floating:
-                raise ValueError(
-                    f"FiRevNet '{self.name}' expects floating point tensors. "
-                    f"Received dtype {x.dtype.name} with shape {tuple(x.shape)}."
-                )
-            x = tf.cast(x, self.compute_dtype)
-        return x
-
     def _check_input(self, x):
-        x = self._to_tensor(x)
+        x = to_tensor(self, x)
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(
                 f"FiRevNet '{self.name}' was built for inputs of shape (batch, "
@@ -309,176 +290,21 @@ class FiRevNet(keras.Model):
         pass
 
     # ------------------------------------------------------------------ variants
+    # The architectures live in `models/builders.py`; these aliases keep `FiRevNet.dense(...)`.
     @classmethod
-    def dense(cls, input_dim=100, num_classes=2, num_blocks=4, hidden_units=256, mixing=False, seed=None,
-              reversible_gradients=False, dtype=None, name="firevnet_dense"):
-        """The fully connected fiRevNet of the spheres experiment (appendix B.1).
-
-        z = A_n o ... o A_1 (x) with `num_blocks` additive couplings, each a ReLU bottleneck MLP
-        f (two hidden layers of `hidden_units`), no batch norm, volume preserving
-        (log|det J| = 0). By default no permutation or mixing is inserted between blocks:
-        every coupling already swaps its halves (RevNet), so consecutive blocks update
-        alternate halves and each f is dense over its half; the paper's model is volume
-        preserving. Variables in the same half then stay in the same half, so a map that
-        combines two of them (x_2 - x_1) takes several blocks; `mixing=True` puts a learned
-        `Invertible1x1Conv` (a dense LU-parameterised matrix) before every coupling, as Glow.
-        The logits z[:, :C] are taken from the half written by the last block.
-
-        Args:
-            input_dim: d, the dimension of the spheres (even).
-            num_classes: C (2 spheres).
-            num_blocks: number of additive coupling blocks (paper: 4).
-            hidden_units: width of the hidden layers of every coupling subnet (the paper does
-                not give it; 256 > d/2 = 50).
-            mixing: a learned invertible linear mixing before every coupling.
-            seed: base seed of the mixings' random rotations (None: random).
-            reversible_gradients, dtype, name: see `FiRevNet`.
-        """
-        blocks = []
-        for b in range(num_blocks):
-            if mixing:
-                blocks.append(Invertible1x1Conv(seed=None if seed is None else seed + b, dtype=dtype))
-            blocks.append(AdditiveCoupling(hidden_units=hidden_units, batch_norm=False, dtype=dtype))
-        return cls([blocks], (input_dim,), num_classes, reversible_gradients=reversible_gradients,
-                   dtype=dtype, name=name)
+    def dense(cls, *args, **kwargs):
+        """The spheres fiRevNet: `invertible_keras.models.builders.dense`."""
+        from invertible_keras.models import builders
+        return builders.dense(*args, **kwargs)
 
     @classmethod
-    def conv(cls, input_shape=(28, 28, 1), num_classes=10, num_stages=3, blocks_per_stage=2, filters=32,
-             batch_norm=True, kernel_size=3, factor_out=False, seed=None, reversible_gradients=False,
-             dtype=None, name="firevnet_conv"):
-        """The convolutional fiRevNet of the MNIST experiment (appendix B.2).
-
-        Every stage starts with a squeeze when its height and width are even, then runs
-        `blocks_per_stage` steps ActNorm -> Invertible1x1Conv -> AdditiveCoupling (Glow-style
-        steps with RevNet additive blocks); with `factor_out`, half of the channels leave
-        into z after every stage but the last; the readout is DCTPooling of the last stage.
-
-        Every logit must be a DC component (an invertible global average pooling, as in the
-        paper), so the last stage needs at least `num_classes` channels; the builder checks it.
-        28x28x1 images are not padded: the model stays a bijection of exactly the data's 784
-        pixels, so `decode` and metamers return images in the data's own space. Without
-        factoring out (the default) the stages are 14x14x4 -> 7x7x16 -> 7x7x16 and the 10
-        logits are 10 of the 16 DC components; factoring out would leave a 7x7x4 last stage
-        with only 4. 32x32 inputs with factoring out give the authors' layout (16x16x4 ->
-        8x8x8 -> 4x4x16). RESULTS.md compares the layouts.
-
-        Args:
-            input_shape: `(H, W, C)` of one image.
-            num_classes: C.
-            num_stages: K (paper: 3).
-            blocks_per_stage: steps per stage (paper: 16).
-            filters: hidden filters of every coupling subnet (paper: 128).
-            batch_norm: batch norm inside the coupling subnets (the paper's MNIST model); the
-                inverse uses inference statistics.
-            kernel_size: kernel size of the subnets' outer convolutions.
-            factor_out: factor half of the channels out after every stage but the last.
-            seed: base seed of the 1x1 convolutions' random rotations (None: random).
-            reversible_gradients, dtype, name: see `FiRevNet`.
-        """
-        input_shape = _image_shape(input_shape)
-        h, w, c = input_shape
-        stages = []
-        for k in range(num_stages):
-            layers = []
-            if h % 2 == 0 and w % 2 == 0:
-                layers.append(Squeeze(dtype=dtype))
-                h, w, c = h // 2, w // 2, c * 4
-            for b in range(blocks_per_stage):
-                layers += [
-                    ActNorm(dtype=dtype),
-                    Invertible1x1Conv(seed=None if seed is None else seed + k * blocks_per_stage + b, dtype=dtype),
-                    AdditiveCoupling(hidden_units=filters, kernel_size=kernel_size, batch_norm=batch_norm, dtype=dtype),
-                ]
-            stages.append(layers)
-            if factor_out and k < num_stages - 1:
-                c //= 2  # the model checks that c is even
-        if c < num_classes:
-            raise ValueError(
-                f"The last stage of this layout has {c} channels, so only {c} of the {num_classes} logits "
-                "would be DC components (global average pooling). "
-                + ("Use factor_out=False or a larger input. " if factor_out else
-                   "Use an input whose height and width can be squeezed (even sizes). ")
-                + f"Received: input_shape={input_shape}, num_stages={num_stages}, factor_out={factor_out}.")
-        return cls(stages, input_shape, num_classes, factor_out=factor_out,
-                   reversible_gradients=reversible_gradients, dtype=dtype, name=name)
+    def conv(cls, *args, **kwargs):
+        """The MNIST / Fashion-MNIST fiRevNet: `invertible_keras.models.builders.conv`."""
+        from invertible_keras.models import builders
+        return builders.conv(*args, **kwargs)
 
     @classmethod
-    def imagenet(cls, input_shape=(224, 224, 3), num_classes=1000, blocks_per_stage=4,
-                 filters=(64, 128, 256, 512), input_squeezes=2, clamp=2.0, reversible_gradients=False,
-                 dtype=None, name="firevnet48"):
-        """fiRevNet48, the ImageNet model (appendix B.3).
-
-        Two input squeezes (224x224x3 -> 56x56x48), then 4 stages of `blocks_per_stage` steps
-        ActNorm -> coupling with a squeeze before stages 2-4 (56x56x48 -> 28x28x192 ->
-        14x14x768 -> 7x7x3072); additive couplings in stages 1-3 and affine couplings in stage
-        4; no factoring out (as i-RevNet); DCTPooling readout, whose first 1000 entries (the
-        logits) are the DC components, i.e. an invertible global average pooling. "48" counts
-        the 3 convolutions of each of the 16 coupling subnets. No 1x1 convolutions: the paper
-        does not use them here, and at 3072 channels they would cost 9.4M weights and a
-        triangular solve each.
-
-        Args:
-            input_shape: `(H, W, 3)`, H and W divisible by 2**(input_squeezes + 3); 64x64 keeps
-                the same channel counts and parameters for tests.
-            num_classes: C.
-            blocks_per_stage: steps per stage (paper: 4).
-            filters: hidden filters of the coupling subnets, one int or one per stage; the
-                default follows ResNet-50's bottleneck widths (the paper does not give them).
-            input_squeezes: squeezes before stage 1 (paper: 2).
-            clamp: bound on |log s| of the affine couplings of stage 4.
-            reversible_gradients, dtype, name: see `FiRevNet`.
-        """
-        input_shape = _image_shape(input_shape)
-        filters = [filters] * 4 if isinstance(filters, int) else list(filters)
-        if len(filters) != 4:
-            raise ValueError(f"`filters` must be an int or 4 ints (one per stage). Received: filters={filters!r}")
-        stages = []
-        for k in range(4):
-            layers = [Squeeze(dtype=dtype) for _ in range(input_squeezes if k == 0 else 1)]
-            for _ in range(blocks_per_stage):
-                coupling = (AffineCoupling(hidden_units=filters[k], clamp=clamp, dtype=dtype) if k == 3
-                            else AdditiveCoupling(hidden_units=filters[k], dtype=dtype))
-                layers += [ActNorm(dtype=dtype), coupling]
-            stages.append(layers)
-        return cls(stages, input_shape, num_classes, factor_out=False,
-                   reversible_gradients=reversible_gradients, dtype=dtype, name=name)
-
-
-def _image_shape(input_shape):
-    shape = tuple(int(s) for s in input_shape)
-    if len(shape) != 3:
-        raise ValueError(f"`input_shape` must be (height, width, channels). Received: input_shape={input_shape!r}")
-    return shape
-
-
-_BUILDERS = {"dense": FiRevNet.dense, "conv": FiRevNet.conv, "imagenet": FiRevNet.imagenet}
-
-
-def build_model(model_config):
-    """Builds a FiRevNet from a config (an `ml_collections.ConfigDict` or a mapping).
-
-    Fields read: `kind` ("dense" | "conv" | "imagenet") and any keyword argument of the
-    builder of that kind, with the builder's defaults for missing fields:
-      * dense: input_dim, num_classes, num_blocks, hidden_units, reversible_gradients,
-        dtype, name (see `FiRevNet.dense`);
-      * conv: input_shape, num_classes, num_stages, blocks_per_stage, filters, batch_norm,
-        kernel_size, seed, reversible_gradients, dtype, name (see `FiRevNet.conv`);
-      * imagenet: input_shape, num_classes, blocks_per_stage, filters, input_squeezes, clamp,
-        reversible_gradients, dtype, name (see `FiRevNet.imagenet`).
-    Any other field is an error, so that a misspelt hyperparameter never goes unnoticed.
-    """
-    fields = dict(model_config.to_dict() if hasattr(model_config, "to_dict") else model_config)
-    kind = fields.pop("kind", None)
-    if kind not in _BUILDERS:
-        raise ValueError(f"`kind` must be one of {sorted(_BUILDERS)}. Received: kind={kind!r}")
-    builder = _BUILDERS[kind]
-    accepted = set(inspect.signature(builder).parameters)
-    unknown = sorted(set(fields) - accepted)
-    if unknown:
-        raise ValueError(
-            f"Unknown model config fields for kind={kind!r}: {unknown}. Accepted: {sorted(accepted)}."
-        )
-    for key, value in fields.items():
-        if isinstance(value, list):
-            fields[key] = tuple(value)
-    return builder(**fields)
+    def imagenet(cls, *args, **kwargs):
+        """fiRevNet48: `invertible_keras.models.builders.imagenet`."""
+        from invertible_keras.models import builders
+        return builders.imagenet(*args, **kwargs)

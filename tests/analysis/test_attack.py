@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from invertible_keras.analysis import attack, invertibility, nuisance, oracles
+from invertible_keras.analysis import attack, invertibility, oracles, posthoc
 from tests.analysis.linear_bijection import DIM, LinearBijection
 
 MARGIN = 5.0
@@ -48,7 +48,7 @@ def test_attack_rate_is_zero_when_z_n_holds_no_class_information():
     assert result["rate"] == 0.0 and result["oracle_says_a"] == 1.0
     assert result["logit_change_max"] < 1e-4
 
-    _, errors = nuisance.posthoc_nuisance_error(network, x[:400], y[:400], x[400:], y[400:],
+    _, errors = posthoc.posthoc_nuisance_error(network, x[:400], y[:400], x[400:], y[400:],
                                                 hidden_units=(32, 32, 32), max_epochs=20, batch_size=32,
                                                 validation_size=80, seeds=(0, 1))
     assert errors["test"] > 0.3  # chance is 0.5: z_n is noise independent of y
@@ -66,7 +66,7 @@ def test_attack_rate_is_high_when_the_class_hides_in_z_n():
     low, high = result["ci95"]
     assert 0.98 < low < 1.0 and high == 1.0
 
-    _, errors = nuisance.posthoc_nuisance_error(network, x[:400], y[:400], x[400:], y[400:],
+    _, errors = posthoc.posthoc_nuisance_error(network, x[:400], y[:400], x[400:], y[400:],
                                                 hidden_units=(32, 32, 32), max_epochs=20, batch_size=32,
                                                 validation_size=80, seeds=(0,))
     assert errors["test"] < 0.02 and errors["train"] < 0.02

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from configs import smoke
-from invertible_keras import train_lib
 from invertible_keras.analysis import evaluation
 from invertible_keras.analysis.network import encode
+from invertible_keras.training import loop
+from invertible_keras.training import trainer as trainer_lib
 from tests.analysis.test_figures import assert_png
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -31,7 +32,7 @@ def smoke_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("smoke")
     config = smoke.get_config()
     config.train.epochs = 1
-    metrics = train_lib.train_and_evaluate(config, str(workdir))
+    metrics = loop.train_and_evaluate(config, str(workdir))
     return workdir, metrics
 
 
@@ -83,9 +84,14 @@ def test_evaluation_is_reused_only_with_the_same_settings_after_the_last_checkpo
     assert other.results["metamer_attack"]["num_pairs"] == 16 and other.nuisance_classifier is not None
 
 
-def test_export_and_checkpoint_give_the_same_network(smoke_run):
+def test_export_and_checkpoint_give_the_same_network(smoke_run, monkeypatch):
     workdir, _ = smoke_run
     config, from_export = evaluation.load_run(str(workdir), "export")
+
+    def no_trainer(*args, **kwargs):
+        raise AssertionError("restoring a network must not build the training wrapper")
+
+    monkeypatch.setattr(trainer_lib.Trainer, "__init__", no_trainer)
     _, from_checkpoint = evaluation.load_run(str(workdir), "checkpoint")
     assert from_checkpoint.source.startswith("checkpoint:")
     assert (from_export.input_shape, from_export.num_classes) == ((10,), 2)

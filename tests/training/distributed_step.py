@@ -18,7 +18,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from invertible_keras.models import FiRevNet  # noqa: E402
-from invertible_keras.trainer import Trainer  # noqa: E402
+from invertible_keras.training.trainer import Trainer  # noqa: E402
 from tests.layer_test_case import perturb_weights  # noqa: E402
 
 GLOBAL_BATCH = 8

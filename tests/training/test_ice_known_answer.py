@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from invertible_keras.analysis import nuisance
+from invertible_keras.analysis import posthoc
 from invertible_keras.models import FiRevNet
-from invertible_keras.trainer import AdversaryWarmup, Trainer
+from invertible_keras.training.trainer import AdversaryWarmup, Trainer
 
 STEPS, BATCH = 2500, 128
 
@@ -42,9 +42,9 @@ def errors(network, data):
     (x_train, y_train), (x_test, y_test) = data
     z_train, z_test = (network.forward_and_log_det(x)[0].numpy() for x in (x_train, x_test))
     logit = float(np.mean(z_test[:, :2].argmax(-1) != y_test))
-    _, posthoc = nuisance.posthoc_error(z_train[:, 2:], y_train, z_test[:, 2:], y_test, 2, seeds=(0,),
+    _, nuisance_errors = posthoc.posthoc_error(z_train[:, 2:], y_train, z_test[:, 2:], y_test, 2, seeds=(0,),
                                         hidden_units=(128, 128), max_epochs=30, validation_size=2000)
-    return logit, posthoc["test"]
+    return logit, nuisance_errors["test"]
 
 
 @pytest.fixture(scope="module")

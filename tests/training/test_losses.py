@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from invertible_keras import losses
+from invertible_keras.training import losses
 from invertible_keras.models import FiRevNet
-from invertible_keras.priors import LatentPrior
-from invertible_keras.trainer import AdversaryWarmup, Trainer
+from invertible_keras.training.priors import LatentPrior
+from invertible_keras.training.trainer import AdversaryWarmup, Trainer
 from tests.layer_test_case import perturb_weights
 
 RNG = np.random.default_rng(0)

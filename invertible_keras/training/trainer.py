@@ -27,9 +27,9 @@ import math
 import keras
 import tensorflow as tf
 
-from invertible_keras import losses
-from invertible_keras.models.nuisance import nuisance_classifier
-from invertible_keras.priors import LatentPrior
+from invertible_keras.models.nuisance_mlp import nuisance_classifier
+from invertible_keras.training import losses
+from invertible_keras.training.priors import LatentPrior
 
 LOSSES = ("ce", "ce_mle", "ice")
 

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from invertible_keras.analysis import network as network_lib
-from invertible_keras.models.nuisance import nuisance_classifier
+from invertible_keras.models.nuisance_mlp import nuisance_classifier
 
 
 def fit_nuisance_classifier(z_n, y, num_classes, hidden_units=(512, 512, 512), max_epochs=30,

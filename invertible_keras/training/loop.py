@@ -1,19 +1,14 @@
 """`train_and_evaluate(config, workdir)`: everything `python -m train.train` does.
 
-Writes into `workdir`:
-    config.json     the run's config; resuming with a config that differs in a field other
-                    than `RESUME_MAY_CHANGE` raises `WorkdirConfigMismatchError`
-    checkpoints/    tf.train.CheckpointManager checkpoints after every epoch (atomic: the
-                    `checkpoint` index is replaced only after a checkpoint is complete);
-                    a rerun of the same command resumes from the latest one
-    history.json    the per-epoch Keras logs of every epoch so far, kept across resumes
-    tensorboard/    Keras TensorBoard scalars, and a picture per epoch: a metamer grid for
-                    images, the figure-3 decision planes of a fixed pair for spheres
-    metrics.json    the final train and test metrics and the whole history (written atomically)
-    export/         the SavedModel of the fiRevNet (endpoints logits, encode, decode, metamer)
+Trains (or resumes) the run of a config in a run directory (`run_dir`: config.json,
+checkpoints/ after every epoch, history.json, tensorboard/, metrics.json, export/); a rerun of
+the same command resumes from the latest checkpoint, and a workdir that holds a run of another
+config is refused (`WorkdirConfigMismatchError`).
 
 Progress goes to stdout: which run trains and where its results go, then a Keras progress
-bar on a terminal, or one line per epoch when stdout is a file or pipe.
+bar on a terminal, or one line per epoch when stdout is a file or pipe. TensorBoard gets
+scalars and a picture per epoch: a metamer grid for images, the figure-3 decision planes of a
+fixed pair for spheres.
 
 A NaN or Inf loss stops training (keras.callbacks.TerminateOnNaN) without writing a checkpoint
 for that epoch and raises `TrainingDivergedError`: the last good checkpoint stays intact.
@@ -30,28 +25,19 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from invertible_keras import data, export, metamers
+from invertible_keras import data, export, metamers, run_dir
 from invertible_keras.analysis import figures, planes
 from invertible_keras.analysis import network as network_lib
 from invertible_keras.models import build_model
-from invertible_keras.trainer import AdversaryWarmup, Trainer
+from invertible_keras.run_dir import RunDir, WorkdirConfigMismatchError  # noqa: F401 (API)
+from invertible_keras.training.trainer import AdversaryWarmup, Trainer
 
 DISTRIBUTE = ("auto", "none", "mirrored", "multi_worker")
 LOSS_NAMES = {"ce": "cross-entropy (CE)", "ce_mle": "CE + MLE", "ice": "independence cross-entropy (iCE)"}
-# Config fields a resumed run may change: how long and on what it trains, not what it trains.
-RESUME_MAY_CHANGE = frozenset({
-    "seed", "data.seed", "data.source", "data.idx_dir", "data.data_dir", "data.manual_dir", "data.shuffle_buffer",
-    "train.epochs", "train.steps_per_epoch", "train.eval_steps", "train.distribute", "train.jit_compile",
-    "train.export", "train.metamer_images", "train.plane_resolution",
-})
 
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or Inf."""
-
-
-class WorkdirConfigMismatchError(ValueError):
-    """The workdir holds a run of a different config."""
 
 
 def make_strategy(kind):
@@ -110,23 +96,12 @@ def build_trainer(config, example_batch):
     return trainer
 
 
-def make_checkpoint(trainer, epoch):
-    """The `tf.train.Checkpoint` of a run: every model variable, both optimizers, the epoch.
-
-    Keras 3 models are not tf.train trackables: their backing tf.Variables (trainable and not:
-    ActNorm's `initialized`, batch-norm statistics, fixed permutations) are listed in creation
-    order, which the same config reproduces.
-    """
-    return tf.train.Checkpoint(weights=[w.value for w in trainer.weights], optimizer=trainer.optimizer,
-                               nuisance_optimizer=trainer.nuisance_optimizer, epoch=epoch)
-
-
 class CheckpointCallback(keras.callbacks.Callback):
     """Saves the history and a checkpoint after every epoch whose loss is finite.
 
     `history` (`{log name: [value per epoch]}`, the epochs before this run included) is written
     to `history_path` (None: not at all) before the checkpoint, so it never lags behind the
-    checkpoint; a resume cuts it back to the checkpoint's epoch (`load_history`).
+    checkpoint; a resume cuts it back to the checkpoint's epoch (`RunDir.load_history`).
     """
 
     def __init__(self, manager, epoch_variable, history=None, history_path=None):
@@ -141,7 +116,7 @@ class CheckpointCallback(keras.callbacks.Callback):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
         if self.history_path:
-            write_json_atomic(self.history_path, self.history)
+            run_dir.write_json_atomic(self.history_path, self.history)
         self.epoch_variable.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)
 
@@ -208,15 +183,15 @@ def train_and_evaluate(config, workdir):
     """Trains (or resumes) the run of `config` in `workdir`; returns the metrics dict."""
     start = time.time()
     keras.utils.set_random_seed(config.seed)
+    run = RunDir(workdir)
     os.makedirs(workdir, exist_ok=True)
     strategy = make_strategy(config.train.distribute)
-    checkpoint_dir = _checkpoint_dir(workdir, strategy)
-    config_path = os.path.join(workdir, "config.json")
-    resuming = bool(tf.train.latest_checkpoint(checkpoint_dir))
+    chief = run_dir.is_chief(strategy)
+    resuming = bool(run.latest_checkpoint(strategy))
     if resuming:
-        check_workdir_config(workdir, config)
-    if _is_chief(strategy) and not (resuming and os.path.exists(config_path)):
-        write_json_atomic(config_path, config.to_dict())
+        run.check_config(config)
+    if chief and not (resuming and os.path.exists(run.config_path)):
+        run.write_json(run_dir.CONFIG_FILE, config.to_dict())
 
     train_ds = data.load_dataset(config.data, "train", training=True)
     test_ds = data.load_dataset(config.data, "test", training=False)
@@ -232,11 +207,11 @@ def train_and_evaluate(config, workdir):
     with strategy.scope():
         trainer = build_trainer(config, init_x)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        checkpoint = make_checkpoint(trainer, epoch)
-    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=3)
+        checkpoint = run_dir.training_checkpoint(trainer, epoch)
+    manager = tf.train.CheckpointManager(checkpoint, run.checkpoint_dir(strategy), max_to_keep=3)
     if manager.latest_checkpoint:
         try:
-            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            run_dir.restore_training(checkpoint, trainer, epoch, manager.latest_checkpoint)
         except (ValueError, tf.errors.InvalidArgumentError) as error:
             raise WorkdirConfigMismatchError(
                 f"{workdir} holds a checkpoint that does not fit the model of this config "
@@ -245,14 +220,13 @@ def train_and_evaluate(config, workdir):
     resumed_from = int(epoch.numpy())
     network = trainer.network
     network.initialize(init_x)  # ActNorm data init; a no-op for restored (initialised) layers
-    history_path = os.path.join(workdir, "history.json")
-    history = load_history(history_path, resumed_from)
+    history = run.load_history(resumed_from)
 
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.LearningRateScheduler(learning_rate_schedule(config.train)),
-        CheckpointCallback(manager, epoch, history, history_path if _is_chief(strategy) else None),
-        keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
+        CheckpointCallback(manager, epoch, history, run.history_path if chief else None),
+        keras.callbacks.TensorBoard(run.tensorboard_dir),
     ]
     if config.ice.warmup_steps:
         callbacks.append(AdversaryWarmup(*config.ice.warmup_steps))
@@ -260,13 +234,13 @@ def train_and_evaluate(config, workdir):
         n = min(config.train.metamer_images, int(init_x.shape[0]) // 2)
         x_test = next(iter(test_ds))[0]
         callbacks.append(MetamerImages(network, x_test[:n], x_test[n:2 * n],
-                                       os.path.join(workdir, "tensorboard", "metamers")))
+                                       os.path.join(run.tensorboard_dir, "metamers")))
     if config.data.name == "spheres" and config.train.get("plane_resolution"):
         x_test, y_test = network_lib.take_examples(test_ds, 256)
         callbacks.append(DecisionPlaneImages(network, trainer.nuisance_classifier, x_test, y_test,
                                              tuple(config.data.get("radii", (1.0, 10.0))),
                                              config.train.plane_resolution,
-                                             os.path.join(workdir, "tensorboard", "planes")))
+                                             os.path.join(run.tensorboard_dir, "planes")))
 
     print(_start_message(config, workdir, resumed_from), flush=True)
     fit_history = trainer.fit(train_ds, epochs=config.train.epochs, initial_epoch=resumed_from,
@@ -292,47 +266,11 @@ def train_and_evaluate(config, workdir):
         "test": {k: float(v) for k, v in test_eval.items()},
         "history": history,
     }
-    if _is_chief(strategy):
-        write_json_atomic(os.path.join(workdir, "metrics.json"), metrics)
+    if chief:
+        run.write_json(run_dir.METRICS_FILE, metrics)
         if config.train.export:
-            export.export_saved_model(network, os.path.join(workdir, "export"))
+            export.export_saved_model(network, run.export_dir)
     return metrics
-
-
-def check_workdir_config(workdir, config):
-    """Raises `WorkdirConfigMismatchError` when `workdir` holds a run of another config.
-
-    The stored config is `workdir/config.json` (or, for runs written before it existed, the
-    config in `metrics.json`); fields in `RESUME_MAY_CHANGE` may differ. Without a stored
-    config nothing is checked.
-    """
-    stored = None
-    for name, key in (("config.json", None), ("metrics.json", "config")):
-        path = os.path.join(workdir, name)
-        if os.path.exists(path):
-            with open(path) as f:
-                stored = json.load(f)
-            stored = stored.get(key) if key else stored
-            break
-    if stored is None:
-        return
-    before, now = _flatten(stored), _flatten(json.loads(json.dumps(config.to_dict(), default=str)))
-    differing = [key for key in sorted(set(before) | set(now))
-                 if key not in RESUME_MAY_CHANGE and before.get(key, "<unset>") != now.get(key, "<unset>")]
-    if differing:
-        changes = "; ".join(f"{key}={before.get(key, '<unset>')!r} there, {now.get(key, '<unset>')!r} now"
-                            for key in differing)
-        raise WorkdirConfigMismatchError(
-            f"{workdir} holds a run of a different config ({changes}); use another --workdir, or the config "
-            f"in {os.path.join(workdir, 'config.json')} to resume it.")
-
-
-def load_history(path, epochs):
-    """The per-epoch history stored at `path`, cut to its first `epochs` epochs ({} if none)."""
-    if not epochs or not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return {key: [float(v) for v in values[:epochs]] for key, values in json.load(f).items()}
 
 
 def _start_message(config, workdir, resumed_from):
@@ -342,35 +280,3 @@ def _start_message(config, workdir, resumed_from):
             f"({LOSS_NAMES.get(loss, loss)}), epochs={config.train.epochs}. "
             f"Results in {os.path.abspath(workdir)} (metrics.json, checkpoints/, tensorboard/"
             f"{', export/' if config.train.export else ''}).")
-
-
-def _flatten(tree, prefix=""):
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def write_json_atomic(path, obj):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=str)
-    os.replace(tmp, path)
-
-
-def _is_chief(strategy):
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
-
-
-def _checkpoint_dir(workdir, strategy):
-    """Non-chief workers of a multi-worker run write their (identical) copies aside."""
-    if _is_chief(strategy):
-        return os.path.join(workdir, "checkpoints")
-    resolver = strategy.cluster_resolver
-    return os.path.join(workdir, "checkpoints", f"{resolver.task_type}_{resolver.task_id}")

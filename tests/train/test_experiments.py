@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from configs import spheres
-from invertible_keras.analysis import evaluation, experiments
+from invertible_keras.analysis import evaluation
+from train import experiments
 from tests.analysis.test_figures import assert_png
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -15,7 +15,8 @@ import pytest
 import tensorflow as tf
 
 from configs import smoke
-from invertible_keras import data, train_lib
+from invertible_keras import data
+from invertible_keras.training import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN = [sys.executable, "-m", "train.train", "--config=configs/smoke.py"]
@@ -93,14 +94,14 @@ def _actnorm_weights(network):
 @pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"), reason="needs dataset-fashion-mnist")
 def test_actnorm_is_initialised_once_and_not_again_on_resume(tmp_path, monkeypatch):
     seen = {}
-    build_trainer = train_lib.build_trainer
+    build_trainer = loop.build_trainer
 
     def spy(config, example_batch):
         seen["trainer"] = build_trainer(config, example_batch)
         return seen["trainer"]
 
-    monkeypatch.setattr(train_lib, "build_trainer", spy)
-    train_lib.train_and_evaluate(_tiny_conv_config(epochs=1), str(tmp_path))
+    monkeypatch.setattr(loop, "build_trainer", spy)
+    loop.train_and_evaluate(_tiny_conv_config(epochs=1), str(tmp_path))
     after_first = _actnorm_weights(seen["trainer"].network)
     image_tags = {v.tag for event in (tmp_path / "tensorboard" / "metamers").glob("events.*")
                   for record in tf.compat.v1.train.summary_iterator(str(event)) for v in record.summary.value}
@@ -111,7 +112,7 @@ def test_actnorm_is_initialised_once_and_not_again_on_resume(tmp_path, monkeypat
     # from the (different) first batch of this run.
     config = _tiny_conv_config(epochs=1)
     config.seed = 1
-    metrics = train_lib.train_and_evaluate(config, str(tmp_path))
+    metrics = loop.train_and_evaluate(config, str(tmp_path))
     assert metrics["resumed_from_epoch"] == 1
     after_resume = _actnorm_weights(seen["trainer"].network)
     assert [name for name, _ in after_resume] == [name for name, _ in after_first]
@@ -123,9 +124,10 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_pat
     config = smoke.get_config()
     config.train.epochs = 3
     config.train.export = False
-    train_lib.train_and_evaluate(config, str(tmp_path))  # 3 good epochs: ckpt-3
+    loop.train_and_evaluate(config, str(tmp_path))  # 3 good epochs: ckpt-3
     good = tf.train.load_checkpoint(str(tmp_path / "checkpoints"))
-    good_values = {k: good.get_tensor(k) for k in good.get_variable_to_shape_map() if k.startswith("weights/")}
+    good_values = {k: good.get_tensor(k) for k in good.get_variable_to_shape_map()
+                   if k.split("/")[0] in ("network", "prior", "nuisance_classifier")}  # weights by name (run_dir)
     assert len(good_values) > 10
 
     load = data.load_dataset
@@ -136,8 +138,8 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_pat
 
     monkeypatch.setattr(data, "load_dataset", poisoned)
     config.train.epochs = 5
-    with pytest.raises(train_lib.TrainingDivergedError, match=r"NaN or Inf in epoch 4.*epoch 3"):
-        train_lib.train_and_evaluate(config, str(tmp_path))
+    with pytest.raises(loop.TrainingDivergedError, match=r"NaN or Inf in epoch 4.*epoch 3"):
+        loop.train_and_evaluate(config, str(tmp_path))
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-3")
     kept = tf.train.load_checkpoint(str(tmp_path / "checkpoints"))
     for key, value in good_values.items():
@@ -150,8 +152,8 @@ class _Terminal(io.StringIO):
 
 
 def test_fit_verbosity_is_a_progress_bar_on_a_terminal_and_a_line_per_epoch_otherwise():
-    assert train_lib.fit_verbosity(_Terminal()) == 1
-    assert train_lib.fit_verbosity(io.StringIO()) == 2
+    assert loop.fit_verbosity(_Terminal()) == 1
+    assert loop.fit_verbosity(io.StringIO()) == 2
 
 
 def _image_tags(directory):
@@ -166,7 +168,7 @@ def test_history_is_kept_across_resumes_with_progress_and_a_plane_per_epoch(tmp_
     config.train.plane_resolution = 11
     terminal = _Terminal()
     monkeypatch.setattr("sys.stdout", terminal)
-    first = train_lib.train_and_evaluate(config, str(tmp_path))
+    first = loop.train_and_evaluate(config, str(tmp_path))
     monkeypatch.undo()
     out = terminal.getvalue()
     assert f"Training: spheres dense fiRevNet, loss=ice (independence cross-entropy (iCE)), epochs=1. " \
@@ -174,14 +176,14 @@ def test_history_is_kept_across_resumes_with_progress_and_a_plane_per_epoch(tmp_
     assert "\r" in out  # Keras' live progress bar
 
     config.train.epochs = 3
-    resumed = train_lib.train_and_evaluate(config, str(tmp_path))
+    resumed = loop.train_and_evaluate(config, str(tmp_path))
     out = capsys.readouterr().out
     assert out.startswith("Resuming at epoch 2: spheres dense fiRevNet") and "\r" not in out
     assert len(re.findall(r"^\d+/\d+ - ", out, flags=re.M)) == 2  # one line per epoch
     assert resumed["history"]["loss"][:1] == first["history"]["loss"]
     assert len(resumed["history"]["loss"]) == len(resumed["history"]["val_loss"]) == 3
 
-    finished = train_lib.train_and_evaluate(config, str(tmp_path))  # nothing left to train
+    finished = loop.train_and_evaluate(config, str(tmp_path))  # nothing left to train
     assert finished["history"] == resumed["history"]
     assert json.loads((tmp_path / "metrics.json").read_text())["history"] == resumed["history"]
     assert "planes/figure3" in _image_tags(tmp_path / "tensorboard" / "planes")
@@ -191,13 +193,13 @@ def test_a_workdir_of_another_config_is_refused_naming_the_fields(tmp_path):
     config = smoke.get_config()
     config.train.epochs = 1
     config.train.export = False
-    train_lib.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
     assert json.loads((tmp_path / "config.json").read_text()) == json.loads(json.dumps(config.to_dict()))
     config.model.hidden_units = 32
     config.train.loss = "ce"
     config.train.epochs = 2  # may change on resume: not named
-    with pytest.raises(train_lib.WorkdirConfigMismatchError,
+    with pytest.raises(loop.WorkdirConfigMismatchError,
                        match=r"holds a run of a different config \(model\.hidden_units=16 there, 32 now; "
                              r"train\.loss='ice' there, 'ce' now\)") as error:
-        train_lib.train_and_evaluate(config, str(tmp_path))
+        loop.train_and_evaluate(config, str(tmp_path))
     assert "\n" not in str(error.value)

@@ -1,5 +1,9 @@
 """The paper's experiments, one function each (`python -m train.reproduce`).
 
+This orchestration reads the configs (`configs/`), so it lives with the binaries, not in the
+library: it builds each run's config and hands it to the library
+(`invertible_keras.training.loop`, `invertible_keras.analysis`).
+
 * `spheres_experiment` (section 5.1, figure 3, Example 6): trains a cross-entropy (CE) and an
   independence cross-entropy (iCE, Definition 7) fiRevNet on adversarial spheres with
   `configs/spheres.py`, evaluates both (`analysis.evaluation`), draws figure 3 for each and
@@ -10,7 +14,7 @@
 
 Both write `workdir/report.md` (tables and figures) and `workdir/results.json` (every number).
 Runs live in `workdir/<loss>` (spheres) or `workdir/<data set>/<loss>` (images); training goes
-through `train_lib.train_and_evaluate`, so rerunning a command resumes unfinished runs and
+through `invertible_keras.training.loop.train_and_evaluate`, so rerunning a command resumes unfinished runs and
 only re-evaluates finished ones.
 """
 
@@ -24,9 +28,11 @@ from absl import logging
 from configs import fashion_mnist as fashion_mnist_config
 from configs import mnist as mnist_config
 from configs import spheres as spheres_config
-from invertible_keras import data, metamers, train_lib
+from invertible_keras import data, metamers
 from invertible_keras.analysis import attack, evaluation, example6, figures, oracles, planes
 from invertible_keras.analysis import network as network_lib
+from invertible_keras.training import loop
+from invertible_keras.run_dir import write_json_atomic
 
 LOSSES = ("ce", "ce_mle", "ice")
 LABELS = {"ce": "CE", "ce_mle": "CE + MLE", "ice": "iCE"}
@@ -188,7 +194,7 @@ def _train_and_evaluate_all(base_config, workdir, eval_settings, reuse=False):
         config.train.loss = loss
         run_dir = os.path.join(workdir, loss)
         logging.info("Training %s (%s) in %s", config.data.name, loss, run_dir)
-        train_lib.train_and_evaluate(config, run_dir)
+        loop.train_and_evaluate(config, run_dir)
         evaluations[loss] = evaluation.evaluate_run(run_dir, eval_settings, reuse=reuse)
         logging.info("\n%s", evaluation.summary_table(evaluations[loss].results))
     return evaluations
@@ -215,7 +221,7 @@ def _image_figures(evaluations, oracle, directory, settings):
     x_a, x_b, y_a = first.x_test[idx_a], first.x_test[idx_b], first.y_test[idx_a]
     grid_panels, path_panels, keeps_a = [], [], {}
     for loss, ev in evaluations.items():
-        x_met = network_lib.metamers(ev.network, x_a, x_b)
+        x_met = metamers.metamers_in_batches(ev.network, x_a, x_b)
         grid_panels.append((LABELS[loss], x_a, x_met, x_b))
         path = np.asarray(metamers.interpolate(ev.network, x_a, x_b, settings.interpolation_steps))
         path_panels.append((LABELS[loss], path, x_b))
@@ -233,7 +239,7 @@ def _image_figures(evaluations, oracle, directory, settings):
 def _metamer_radii(ev, radii, seed, num_pairs=1000, tolerance=0.05):
     """Norms of spheres metamers of test pairs, and the fraction off both spheres."""
     idx_a, idx_b = attack.sample_pairs(ev.y_test, num_pairs, seed)
-    norms = np.linalg.norm(network_lib.metamers(ev.network, ev.x_test[idx_a], ev.x_test[idx_b]), axis=-1)
+    norms = np.linalg.norm(metamers.metamers_in_batches(ev.network, ev.x_test[idx_a], ev.x_test[idx_b]), axis=-1)
     off = np.all([np.abs(norms - r) > tolerance * r for r in radii], axis=0)
     return {"min": float(norms.min()), "mean": float(norms.mean()), "max": float(norms.max()),
             "off_both_spheres": float(np.mean(off))}
@@ -242,9 +248,7 @@ def _metamer_radii(ev, radii, seed, num_pairs=1000, tolerance=0.05):
 # ---------------------------------------------------------------------------------- reports
 
 def _pct(fraction, sd=None):
-    if fraction is None:
-        return "n/a"
-    return f"{100.0 * fraction:.2f}" if sd is None else f"{100.0 * fraction:.2f} ± {100.0 * sd:.2f}"
+    return evaluation.pct(fraction, sd, unit="")  # the tables name the unit in their headers
 
 
 def _table(header, rows):
@@ -392,7 +396,7 @@ def _pct_value(value):
 
 def _write_report(workdir, results, report):
     os.makedirs(workdir, exist_ok=True)
-    train_lib.write_json_atomic(os.path.join(workdir, "results.json"), results)
+    write_json_atomic(os.path.join(workdir, "results.json"), results)
     with open(os.path.join(workdir, "report.md"), "w") as f:
         f.write(report)
     logging.info("Wrote %s", os.path.join(workdir, "report.md"))

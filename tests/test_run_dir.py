@@ -1,0 +1,120 @@
+"""The run directory: names of checkpointed weights, restoring a network alone, config checks, JSON writes."""
+
+import json
+
+import keras
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from invertible_keras import run_dir
+from invertible_keras.models import FiRevNet
+from invertible_keras.training.trainer import Trainer
+from tests.layer_test_case import perturb_weights
+
+X = np.random.default_rng(0).random((4, 8, 8, 1)).astype("float32")
+
+
+def _network(filters=4):
+    network = FiRevNet.conv(input_shape=(8, 8, 1), num_classes=2, blocks_per_stage=1, filters=filters)
+    network.initialize(X)
+    return network
+
+
+def _saved_training_checkpoint(tmp_path):
+    keras.utils.set_random_seed(0)
+    network = _network()
+    perturb_weights(network, scale=0.3)
+    trainer = Trainer(network, nuisance_hidden_units=(4,))
+    trainer.compile(optimizer=keras.optimizers.Adam(), nuisance_optimizer=keras.optimizers.Adam())
+    trainer.build_optimizers()
+    epoch = tf.Variable(3, dtype=tf.int64)
+    path = run_dir.training_checkpoint(trainer, epoch).save(str(tmp_path / "ckpt"))
+    return trainer, path
+
+
+def test_weight_names_do_not_depend_on_what_was_built_before():
+    first = run_dir.variable_names(_network())
+    for _ in range(2):
+        keras.layers.Dense(3)  # bumps Keras' process-wide layer counters
+        _network(filters=6)
+    again = run_dir.variable_names(_network())
+    assert list(first) == list(again)
+    assert "stage/act_norm/log_scale" in first and "stage_1/act_norm/log_scale" in first
+    assert len(first) == len(_network().weights)
+
+
+def test_a_network_restores_from_a_training_checkpoint_without_the_trainer(tmp_path):
+    trainer, path = _saved_training_checkpoint(tmp_path)
+    names = [name for name, _ in tf.train.list_variables(path)]
+    assert any(name.startswith("network/stage.Sact_norm.Slog_scale") for name in names), names[:5]
+    fresh = FiRevNet.conv(input_shape=(8, 8, 1), num_classes=2, blocks_per_stage=1, filters=4)
+    assert not fresh.is_initialized
+    run_dir.restore_network(fresh, path)
+    assert fresh.is_initialized  # ActNorm's `initialized` flag is a restored weight
+    for saved, restored in zip(trainer.network.weights, fresh.weights):
+        np.testing.assert_array_equal(saved.numpy(), restored.numpy(), err_msg=saved.path)
+    np.testing.assert_array_equal(fresh.encode(X)[1], trainer.network.encode(X)[1])
+
+
+def test_a_network_of_another_size_is_refused(tmp_path):
+    _, path = _saved_training_checkpoint(tmp_path)
+    other = FiRevNet.conv(input_shape=(8, 8, 1), num_classes=2, blocks_per_stage=1, filters=8)
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError)):
+        run_dir.restore_network(other, path)
+
+
+def test_the_training_checkpoint_restores_every_trainer_variable(tmp_path):
+    trainer, path = _saved_training_checkpoint(tmp_path)
+    saved = [w.numpy() for w in trainer.weights]
+    for w in trainer.weights:
+        w.assign(tf.zeros_like(w))
+    epoch = tf.Variable(0, dtype=tf.int64)
+    checkpoint = run_dir.training_checkpoint(trainer, epoch)
+    run_dir.restore_training(checkpoint, trainer, epoch, path)
+    assert int(epoch.numpy()) == 3
+    for w, value in zip(trainer.weights, saved):
+        np.testing.assert_array_equal(w.numpy(), value, err_msg=w.path)
+
+
+def test_config_mismatch_names_the_field_and_json_writes_leave_no_temporary(tmp_path):
+    run = run_dir.RunDir(tmp_path)
+    config = ml_collections.ConfigDict({"model": {"filters": 16}, "train": {"epochs": 2}})
+    run.write_json(run_dir.CONFIG_FILE, config.to_dict())
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
+    assert json.loads(open(run.config_path).read()) == config.to_dict()
+    config.train.epochs = 5  # how long it trains may change on resume
+    run.check_config(config)
+    config.model.filters = 32
+    with pytest.raises(run_dir.WorkdirConfigMismatchError, match=r"model.filters=16 there, 32 now"):
+        run.check_config(config)
+
+
+def test_checkpoints_of_older_runs_list_weights_by_position_and_still_resume(tmp_path):
+    trainer, _ = _saved_training_checkpoint(tmp_path)
+    epoch = tf.Variable(2, dtype=tf.int64)
+    legacy = tf.train.Checkpoint(weights=[w.value for w in trainer.weights], optimizer=trainer.optimizer,
+                                 nuisance_optimizer=trainer.nuisance_optimizer, epoch=epoch)
+    path = legacy.save(str(tmp_path / "legacy"))
+    saved = [w.numpy() for w in trainer.weights]
+    for w in trainer.weights:
+        w.assign(tf.zeros_like(w))
+    epoch.assign(0)
+    run_dir.restore_training(run_dir.training_checkpoint(trainer, epoch), trainer, epoch, path)
+    assert int(epoch.numpy()) == 2
+    for w, value in zip(trainer.weights, saved):
+        np.testing.assert_array_equal(w.numpy(), value, err_msg=w.path)
+    with pytest.raises(ValueError, match="by position"):
+        run_dir.restore_network(_network(), path)
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "metrics.json"
+    run_dir.write_json_atomic(path, {"epochs": 1})
+    with pytest.raises(RuntimeError):
+        with run_dir.atomic_path(path) as tmp:
+            open(tmp, "w").write('{"epo')  # killed mid-write
+            raise RuntimeError
+    assert json.loads(path.read_text()) == {"epochs": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
