@@ -26,6 +26,10 @@ def get_config(variant="cpu"):
     config.train.learning_rate = 1e-3
     config.ice.nuisance_hidden_units = (256, 256, 256)
     config.ice.warmup_steps = (200, 600)    # of 5 x 391 steps
+    # The uniform adversary at beta 1 cost 9 points of logit error here (RESULTS.md); the
+    # authors' form and weight do not.
+    config.ice.adversary = "shuffled"
+    config.ice.beta = 0.05
     if variant == "paper":
         config.data.num_train = 500_000
         config.model.hidden_units = 1000
