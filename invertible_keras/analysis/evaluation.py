@@ -154,7 +154,7 @@ def evaluate_run(workdir, settings=None, write=True, reuse=False):
         cached = _cached_evaluation(workdir, settings)
         if cached is not None:
             return cached
-    start = time.time()
+    start, run = time.time(), run_dir.RunDir(workdir)
     config, network = load_run(workdir, settings.source)
     (x_train, y_train), (x_test, y_test) = load_examples(config, settings)
     is_images = len(network.input_shape) == 3
@@ -184,26 +184,32 @@ def evaluate_run(workdir, settings=None, write=True, reuse=False):
         "metamer_attack": attack_results,
         "settings": dataclasses.asdict(settings),
         "config": config.to_dict(),
-        "train_wall_time_s": run_dir.RunDir(workdir).read_metrics().get("wall_time_s"),
+        "train_wall_time_s": run.read_metrics().get("wall_time_s"),
         "wall_time_s": time.time() - start,
     }
     if write:
-        run_dir.RunDir(workdir).write_json(EVAL_FILE, results)
+        run.write_json(EVAL_FILE, results)
     return Evaluation(results, config, network, classifier, x_test, y_test)
 
 
 def _cached_evaluation(workdir, settings):
-    path, latest = os.path.join(workdir, EVAL_FILE), run_dir.RunDir(workdir).latest_checkpoint()
+    run = run_dir.RunDir(workdir)
+    path, latest = run.eval_path, run.latest_checkpoint()
     if not (os.path.isfile(path) and latest and os.path.getmtime(path) > os.path.getmtime(latest + ".index")):
         return None
     with open(path) as f:
         results = json.load(f)
-    if results.get("settings") != json.loads(json.dumps(dataclasses.asdict(settings))):
+    if results.get("settings") != _as_json(dataclasses.asdict(settings)):
         return None
     logging.info("Reusing %s (same settings, written after the last checkpoint).", path)
     config, network = load_run(workdir, settings.source)
     _, (x_test, y_test) = load_examples(config, dataclasses.replace(settings, num_train=1))
     return Evaluation(results, config, network, None, x_test, y_test)
+
+
+def _as_json(obj):
+    """`obj` as it reads back from JSON (tuples become lists), to compare with stored files."""
+    return json.loads(json.dumps(obj))
 
 
 def load_examples(config, settings):
@@ -234,12 +240,12 @@ def posthoc_baselines(config, settings=None, path=None):
     settings and model config.
     """
     settings = settings or EvalSettings()
-    key = {"settings": json.loads(json.dumps(dataclasses.asdict(settings))), "model": config.model.to_dict(),
-           "data": config.data.name}
+    key = _as_json({"settings": dataclasses.asdict(settings), "model": config.model.to_dict(),
+                    "data": config.data.name})
     if path and os.path.isfile(path):
         with open(path) as f:
             stored = json.load(f)
-        if json.loads(json.dumps(key)) == stored.get("key"):
+        if key == stored.get("key"):
             return stored["baselines"]
     (x_train, y_train), (x_test, y_test) = load_examples(config, settings)
     keras.utils.set_random_seed(config.seed)

@@ -198,6 +198,13 @@ class AdversaryWarmup(keras.callbacks.Callback):
     def weight(self, step, beta):
         return beta * min(1.0, max(0.0, (step - self.start) / (self.end - self.start)))
 
+    def on_epoch_begin(self, epoch, logs=None):
+        # One read of the step count per epoch, not a device-to-host copy every batch.
+        self._epoch_start = int(self.model.optimizer.iterations.numpy())
+        self._assigned = None
+
     def on_train_batch_begin(self, batch, logs=None):
-        model = self.model
-        model.adversary_weight.assign(self.weight(int(model.optimizer.iterations.numpy()), model.beta))
+        weight = self.weight(self._epoch_start + batch, self.model.beta)
+        if weight != self._assigned:  # constant before the ramp and after it
+            self.model.adversary_weight.assign(weight)
+            self._assigned = weight
