@@ -46,6 +46,7 @@ def get_config():
     config.train.metamer_images = 8         # metamer grid in TensorBoard each epoch (images only)
     config.train.plane_resolution = 41      # figure-3 planes in TensorBoard each epoch (spheres; 0: off)
     config.train.export = True              # SavedModel in workdir/export at the end
+    config.train.checkpoint_every_steps = 0  # also checkpoint every n steps within an epoch (0: epoch ends only)
 
     config.ice = ml_collections.ConfigDict()
     # Chosen by the ablations in RESULTS.md ("iCE ablations").

@@ -37,6 +37,7 @@ def get_config(variant="cpu"):
         config.train.lr_decay_epochs = 30
         config.train.lr_decay_factor = 0.1
         config.train.weight_decay = 1e-4
+        config.train.checkpoint_every_steps = 500  # an epoch is 2,669 steps of 480: hours
     elif variant != "cpu":
         raise ValueError(f"Unknown variant {variant!r}; expected 'cpu' or 'paper'.")
     return config

@@ -3,17 +3,21 @@
     workdir/
       config.json     the run's config; a resume with a config that differs in a field other
                       than `RESUME_MAY_CHANGE` raises `WorkdirConfigMismatchError`
-      checkpoints/    tf.train checkpoints after every epoch (the `checkpoint` index file is
-                      replaced only after a checkpoint is complete); non-chief workers of a
-                      multi-worker run write their identical copies to checkpoints/<task>/
+      .lock           the host and pid of the process training in it (`RunDir.lock`)
+      checkpoints/    tf.train checkpoints `ckpt-<step>`, after every epoch and every
+                      `train.checkpoint_every_steps` steps (the `checkpoint` index file is
+                      replaced only after a checkpoint is complete; a resume skips unreadable
+                      ones, `restore_newest_readable`); non-chief workers of a multi-worker run
+                      write their identical copies to checkpoints/<task>/
       history.json    the per-epoch Keras logs of every epoch so far, kept across resumes
       tensorboard/    scalars and a picture per epoch
       metrics.json    the final train and test metrics and the whole history
       eval.json       what `python -m train.evaluate` measured
       export/         the SavedModel of the fiRevNet
 
-Every JSON file is written atomically (`write_json_atomic`, through `atomic_path`: a temporary
-file renamed), so a reader, or a run killed mid-write, never sees half a file.
+Every file is written atomically (`write_json_atomic`, figures and reports through
+`atomic_path`: a temporary file renamed; the export as a renamed directory), so a reader, or a
+run killed mid-write or stopped by a full disk, never sees half a file.
 
 Checkpoints name every variable by where it sits: the network's weights under `network/`,
 keyed by their layer path (`network/stage/additive_coupling/subnet/conv2d/kernel`, see
@@ -24,12 +28,15 @@ the training wrapper, its prior, nuisance classifier or optimizers.
 
 import collections
 import contextlib
+import fcntl
 import json
 import os
 import re
+import socket
 
 import ml_collections
 import tensorflow as tf
+from absl import logging
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.json"
@@ -38,17 +45,27 @@ EVAL_FILE = "eval.json"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 EXPORT = "export"
+LOCK_FILE = ".lock"
 
-# Config fields a resumed run may change: how long and on what it trains, not what it trains.
+# Config fields a resumed run may change: how long and on what it trains, not what it trains. (Not
+# `train.steps_per_epoch`: it maps steps to epochs, and so the learning-rate schedule.)
 RESUME_MAY_CHANGE = frozenset({
     "seed", "data.seed", "data.source", "data.idx_dir", "data.data_dir", "data.manual_dir", "data.shuffle_buffer",
-    "train.epochs", "train.steps_per_epoch", "train.eval_steps", "train.distribute", "train.jit_compile",
+    "train.epochs", "train.eval_steps", "train.distribute", "train.jit_compile", "train.checkpoint_every_steps",
     "train.export", "train.metamer_images", "train.plane_resolution",
 })
 
 
 class WorkdirConfigMismatchError(ValueError):
     """The workdir holds a run of a different config."""
+
+
+class WorkdirLockedError(RuntimeError):
+    """Another live process is training in the workdir."""
+
+
+class NoReadableCheckpointError(RuntimeError):
+    """Every checkpoint of a run is unreadable."""
 
 
 class RunDir:
@@ -98,6 +115,41 @@ class RunDir:
     def latest_checkpoint(self, strategy=None):
         """The path prefix of the newest complete checkpoint, or None."""
         return tf.train.latest_checkpoint(self.checkpoint_dir(strategy))
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Holds the workdir for this process while the block runs: one writer per run.
+
+        The lock is an exclusive `flock` on `workdir/.lock`, which holds the holder's host and
+        pid. The kernel releases it when the holder exits, however it exits (kill -9
+        included), so a second process finds it held only while the first is alive and raises
+        `WorkdirLockedError` naming the holder; a lock file left by a dead process is taken
+        over with a warning. (`flock` is per host: on a file system shared between machines,
+        start a run on one of them only.)
+        """
+        os.makedirs(self.workdir, exist_ok=True)
+        path = self.path(LOCK_FILE)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise WorkdirLockedError(
+                    f"{self.workdir} is in use by {_holder(fd) or 'another process'} (lock {path}); wait for it "
+                    "to finish or stop it, or use another --workdir.") from None
+            previous = _holder(fd)
+            if previous:
+                logging.warning("Taking over the lock of %s, left by %s, which is no longer running.",
+                                self.workdir, previous)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode(), 0)
+            os.fsync(fd)
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)  # released cleanly: nothing for the next holder to warn about
+        finally:
+            os.close(fd)  # releases the flock
 
     def has_export(self):
         return os.path.isfile(os.path.join(self.export_dir, "saved_model.pb"))
@@ -173,6 +225,15 @@ def atomic_path(path):
             os.remove(tmp)
 
 
+def _holder(fd):
+    """`host <name> pid <n>` from a lock file's content, or None when it is empty or unreadable."""
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0).decode() or "null")
+        return f"host {holder['host']} pid {holder['pid']}" if holder else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def write_json_atomic(path, obj):
     """Writes `obj` as JSON to `path` atomically (`atomic_path`)."""
     with atomic_path(path) as tmp, open(tmp, "w") as f:
@@ -200,7 +261,10 @@ def is_chief(strategy):
 # ---------------------------------------------------------------------------- checkpoints
 
 def variable_names(layer):
-    """`{name: backing tf.Variable}` of every weight of a Keras layer or model, named by layer path.
+    """`{name: backing tf.Variable}` of every variable of a Keras layer or model, named by layer path.
+
+    Every variable: the weights and the state of random number generators (a dropout layer's
+    seed), so a resumed run draws the numbers the uninterrupted one would have.
 
     Keras numbers the layers it names itself by a process-wide counter (`act_norm_7`), so a
     weight's `path` depends on what was built before it. Here every path component loses that
@@ -209,7 +273,7 @@ def variable_names(layer):
     """
     children = collections.defaultdict(dict)  # parent path -> {Keras name: canonical name}
     names = {}
-    for weight in layer.weights:
+    for weight in layer.variables:
         canonical = []
         for part in weight.path.split("/")[:-1]:
             siblings = children["/".join(canonical)]
@@ -245,12 +309,16 @@ def restore_network(network, checkpoint_path):
     return network
 
 
-def training_checkpoint(trainer, epoch):
-    """The `tf.train.Checkpoint` of a training run: every variable by name, both optimizers, the epoch.
+def training_checkpoint(trainer, epoch, step_in_epoch):
+    """The `tf.train.Checkpoint` of a training run: every variable by name, both optimizers, the position.
+
+    The position in the run is the optimizer's step count (also the position in the training
+    data stream, `data.load_dataset(start_batch=...)`), `epoch`, the number of finished
+    epochs, and `step_in_epoch`, the steps done in the epoch under way (0 at an epoch's end).
 
     Args:
         trainer: a `training.trainer.Trainer` with its optimizers built.
-        epoch: an int64 `tf.Variable`, the number of finished epochs.
+        epoch, step_in_epoch: int64 `tf.Variable`s.
     """
     groups = {"network": variable_names(trainer.network), "prior": variable_names(trainer.prior),
               "nuisance_classifier": variable_names(trainer.nuisance_classifier)}
@@ -260,15 +328,53 @@ def training_checkpoint(trainer, epoch):
         raise ValueError(f"The checkpoint of {trainer.name!r} would miss the weights {missing}.")
     return tf.train.Checkpoint(**groups, adversary_weight=trainer.adversary_weight.value,
                                optimizer=trainer.optimizer, nuisance_optimizer=trainer.nuisance_optimizer,
-                               epoch=epoch)
+                               epoch=epoch, step_in_epoch=step_in_epoch)
 
 
-def restore_training(checkpoint, trainer, epoch, checkpoint_path):
-    """Restores a `training_checkpoint` (and the positional layout of runs written before names)."""
-    if not any(name.startswith("weights/") for name, _ in tf.train.list_variables(checkpoint_path)):
-        checkpoint.restore(checkpoint_path).assert_existing_objects_matched()
-        return
-    # Older runs listed the Keras weights in creation order, which the same config reproduces.
-    legacy = tf.train.Checkpoint(weights=[w.value for w in trainer.weights], optimizer=trainer.optimizer,
-                                 nuisance_optimizer=trainer.nuisance_optimizer, epoch=epoch)
-    legacy.restore(checkpoint_path).assert_existing_objects_matched()
+def restore_newest_readable(checkpoint, paths, directory):
+    """Restores the newest readable checkpoint of `paths` (oldest first) into `checkpoint`.
+
+    A checkpoint that cannot be read in full (a torn copy, a write cut short by a full disk) is
+    skipped with a warning naming it, and the next older one is tried: only the steps after
+    the checkpoint restored are lost. A readable checkpoint that does not fit the model raises
+    `WorkdirConfigMismatchError`.
+
+    Returns:
+        The path restored, or None when `paths` is empty.
+
+    Raises:
+        NoReadableCheckpointError: when no checkpoint of `paths` can be read.
+    """
+    unreadable = []
+    for path in reversed(list(paths)):
+        problem = _unreadable(path)
+        if problem:
+            logging.warning("Checkpoint %s is unreadable (%s); trying the one before it.", path, problem)
+            unreadable.append(f"{os.path.basename(path)}: {problem}")
+            continue
+        try:
+            checkpoint.restore(path).assert_existing_objects_matched()
+        except (ValueError, AssertionError, tf.errors.InvalidArgumentError) as error:
+            raise WorkdirConfigMismatchError(
+                f"{path} does not fit the model of this config ({str(error).splitlines()[0]}); use another "
+                "--workdir or the config that made it.") from error
+        if unreadable:
+            logging.warning("Resumed from %s: the newer checkpoints were unreadable, their steps are trained again.",
+                            path)
+        return path
+    if unreadable:
+        raise NoReadableCheckpointError(
+            f"No checkpoint in {directory} is readable ({'; '.join(unreadable)}): move the directory aside to "
+            "start the run over.")
+    return None
+
+
+def _unreadable(path):
+    """Why the checkpoint at `path` cannot be read in full, or None when every tensor reads."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (tf.errors.OpError, IndexError, ValueError, OSError, RuntimeError) as error:
+        return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")
+    return None

@@ -1,6 +1,7 @@
 """The run directory: names of checkpointed weights, restoring a network alone, config checks, JSON writes."""
 
 import json
+import os
 
 import keras
 import ml_collections
@@ -29,8 +30,8 @@ def _saved_training_checkpoint(tmp_path):
     trainer = Trainer(network, nuisance_hidden_units=(4,))
     trainer.compile(optimizer=keras.optimizers.Adam(), nuisance_optimizer=keras.optimizers.Adam())
     trainer.build_optimizers()
-    epoch = tf.Variable(3, dtype=tf.int64)
-    path = run_dir.training_checkpoint(trainer, epoch).save(str(tmp_path / "ckpt"))
+    epoch, step = tf.Variable(3, dtype=tf.int64), tf.Variable(5, dtype=tf.int64)
+    path = run_dir.training_checkpoint(trainer, epoch, step).save(str(tmp_path / "ckpt"))
     return trainer, path
 
 
@@ -70,12 +71,52 @@ def test_the_training_checkpoint_restores_every_trainer_variable(tmp_path):
     saved = [w.numpy() for w in trainer.weights]
     for w in trainer.weights:
         w.assign(tf.zeros_like(w))
-    epoch = tf.Variable(0, dtype=tf.int64)
-    checkpoint = run_dir.training_checkpoint(trainer, epoch)
-    run_dir.restore_training(checkpoint, trainer, epoch, path)
+    epoch, step = tf.Variable(0, dtype=tf.int64), tf.Variable(0, dtype=tf.int64)
+    checkpoint = run_dir.training_checkpoint(trainer, epoch, step)
+    assert run_dir.restore_newest_readable(checkpoint, [path], tmp_path) == path
+    assert (int(epoch.numpy()), int(step.numpy())) == (3, 5)
+    for w, value in zip(trainer.weights, saved):
+        np.testing.assert_array_equal(w.numpy(), value, err_msg=w.path)
+
+
+def _truncate_data(path):
+    data_file = tf.io.gfile.glob(path + ".data-*")[0]
+    size = tf.io.gfile.stat(data_file).length
+    with open(data_file, "r+b") as f:
+        f.truncate(size // 2)
+
+
+def test_an_unreadable_checkpoint_is_skipped_for_the_one_before_it(tmp_path, caplog):
+    trainer, older = _saved_training_checkpoint(tmp_path)
+    saved = [w.numpy() for w in trainer.weights]
+    epoch, step = tf.Variable(4, dtype=tf.int64), tf.Variable(0, dtype=tf.int64)
+    checkpoint = run_dir.training_checkpoint(trainer, epoch, step)
+    for w in trainer.weights:
+        w.assign(w + 1.0)
+    newer = checkpoint.save(str(tmp_path / "newer"))
+    _truncate_data(newer)
+    with caplog.at_level("WARNING"):
+        assert run_dir.restore_newest_readable(checkpoint, [older, newer], tmp_path) == older
+    assert f"{newer} is unreadable" in caplog.text
     assert int(epoch.numpy()) == 3
     for w, value in zip(trainer.weights, saved):
         np.testing.assert_array_equal(w.numpy(), value, err_msg=w.path)
+    _truncate_data(older)
+    with pytest.raises(run_dir.NoReadableCheckpointError, match="No checkpoint in .* is readable"):
+        run_dir.restore_newest_readable(checkpoint, [older, newer], tmp_path)
+
+
+def test_the_workdir_lock_refuses_a_second_holder_and_is_released(tmp_path):
+    run = run_dir.RunDir(tmp_path)
+    with run.lock():
+        holder = json.loads((tmp_path / ".lock").read_text())
+        assert holder["pid"] == os.getpid()
+        with pytest.raises(run_dir.WorkdirLockedError, match=f"in use by host .* pid {os.getpid()}"):
+            with run_dir.RunDir(tmp_path).lock():  # another open file description: flock refuses it
+                pass
+    assert (tmp_path / ".lock").read_text() == ""  # released cleanly
+    with run.lock():
+        pass
 
 
 def test_config_mismatch_names_the_field_and_json_writes_leave_no_temporary(tmp_path):
@@ -91,20 +132,9 @@ def test_config_mismatch_names_the_field_and_json_writes_leave_no_temporary(tmp_
         run.check_config(config)
 
 
-def test_checkpoints_of_older_runs_list_weights_by_position_and_still_resume(tmp_path):
+def test_checkpoints_that_list_weights_by_position_are_refused_with_the_reason(tmp_path):
     trainer, _ = _saved_training_checkpoint(tmp_path)
-    epoch = tf.Variable(2, dtype=tf.int64)
-    legacy = tf.train.Checkpoint(weights=[w.value for w in trainer.weights], optimizer=trainer.optimizer,
-                                 nuisance_optimizer=trainer.nuisance_optimizer, epoch=epoch)
-    path = legacy.save(str(tmp_path / "legacy"))
-    saved = [w.numpy() for w in trainer.weights]
-    for w in trainer.weights:
-        w.assign(tf.zeros_like(w))
-    epoch.assign(0)
-    run_dir.restore_training(run_dir.training_checkpoint(trainer, epoch), trainer, epoch, path)
-    assert int(epoch.numpy()) == 2
-    for w, value in zip(trainer.weights, saved):
-        np.testing.assert_array_equal(w.numpy(), value, err_msg=w.path)
+    path = tf.train.Checkpoint(weights=[w.value for w in trainer.weights]).save(str(tmp_path / "legacy"))
     with pytest.raises(ValueError, match="by position"):
         run_dir.restore_network(_network(), path)
 

@@ -32,7 +32,7 @@ from invertible_keras import data, metamers
 from invertible_keras.analysis import attack, evaluation, example6, figures, oracles, planes
 from invertible_keras.analysis import network as network_lib
 from invertible_keras.training import loop
-from invertible_keras.run_dir import write_json_atomic
+from invertible_keras.run_dir import atomic_path, write_json_atomic
 
 LOSSES = ("ce", "ce_mle", "ice")
 LABELS = {"ce": "CE", "ce_mle": "CE + MLE", "ice": "iCE"}
@@ -397,7 +397,7 @@ def _pct_value(value):
 def _write_report(workdir, results, report):
     os.makedirs(workdir, exist_ok=True)
     write_json_atomic(os.path.join(workdir, "results.json"), results)
-    with open(os.path.join(workdir, "report.md"), "w") as f:
+    with atomic_path(os.path.join(workdir, "report.md")) as tmp, open(tmp, "w") as f:
         f.write(report)
     logging.info("Wrote %s", os.path.join(workdir, "report.md"))
 

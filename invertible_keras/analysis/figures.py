@@ -20,6 +20,8 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from invertible_keras import run_dir  # noqa: E402
+
 _CELL = 1.1  # inches per image cell
 
 
@@ -136,6 +138,9 @@ def _show(ax, x):
 def _save(fig, path):
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        with run_dir.atomic_path(path) as tmp:  # a reader never sees half a PNG
+            fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path

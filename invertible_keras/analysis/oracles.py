@@ -110,8 +110,7 @@ def cnn_oracle(data_config, cache_dir=None, epochs=2, steps_per_epoch=None, batc
     train_config = dict(data_config.to_dict() if hasattr(data_config, "to_dict") else data_config)
     train_config["batch_size"] = batch_size
     train_ds = data.load_dataset(train_config, "train", training=True)
-    if steps_per_epoch:
-        train_ds = train_ds.repeat()
+    steps_per_epoch = steps_per_epoch or data.batches_per_pass(train_config)
     model = cnn_classifier(data.input_shape(train_config), data.num_classes(name))
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))

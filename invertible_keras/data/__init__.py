@@ -31,6 +31,7 @@ __all__ = [
     "input_shape",
     "load_dataset",
     "load_imagenet",
+    "batches_per_pass",
     "load_split",
     "make_pipeline",
     "num_classes",
@@ -66,12 +67,14 @@ _DEFAULTS = {
 }
 
 
-def load_dataset(data_config, split, training):
+def load_dataset(data_config, split, training, start_batch=0):
     """Builds the batched input pipeline of `(x, y)` described by a data config.
 
-    Training (`training=True`) shuffles, augments and drops the last partial batch (so that
-    global batches split evenly across replicas); evaluation keeps the order and every example.
-    The pipeline is finite (one pass per iteration); repeat it for a fixed number of steps.
+    Training (`training=True`) is an endless stream of shuffled, augmented passes over the
+    split, with the last partial batch of each pass dropped (so that global batches split
+    evenly across replicas); it is a pure function of the data seed, and `start_batch=n`
+    starts it at its n-th batch (`images.make_pipeline`): give `fit` a `steps_per_epoch`
+    (`batches_per_pass` for full passes). Evaluation is one pass in order, every example kept.
 
     Fields read from `data_config` (an `ml_collections.ConfigDict` or a dict; the optional ones
     fall back to the defaults given):
@@ -97,24 +100,32 @@ def load_dataset(data_config, split, training):
     Args:
         data_config: the data config (`config.data`).
         split: `"train"` or `"test"`.
-        training: whether to build the training pipeline (shuffle, augment, drop remainder).
+        training: whether to build the training stream (shuffle, augment, drop remainder).
+        start_batch: the training stream's first batch (a resumed run's position).
 
     Returns:
         A batched, prefetched `tf.data.Dataset` of `(x, y)`, `x` float32 of shape
-        `(batch,) + input_shape(data_config)`, `y` int32 of shape `(batch,)`.
+        `(batch,) + input_shape(data_config)`, `y` int32 of shape `(batch,)`; infinite when
+        training.
 
     Raises:
         ValueError: for an unknown name or split, or an invalid field value.
         DataNotFoundError: when the data set is not available (the message says how to get it).
     """
+    batch_size = _field(data_config, "batch_size")
+    dataset, augment = _examples(data_config, split, training)
+    return images.make_pipeline(dataset, batch_size, training,
+                                shuffle_buffer=_field(data_config, "shuffle_buffer"),
+                                seed=_field(data_config, "seed"), augment=augment, start_batch=start_batch)
+
+
+def _examples(data_config, split, training):
+    """The unbatched `(x, y)` of a split, and the training augmentations `fn(x, seed)`."""
     name = _field(data_config, "name")
     check_choice("name", name, NAMES)
     check_choice("split", split, SPLITS)
-    batch_size = _field(data_config, "batch_size")
     seed = _field(data_config, "seed")
-    shuffle_buffer = _field(data_config, "shuffle_buffer")
     augment = ()
-
     if name == "spheres":
         num_samples = _field(data_config, "num_train" if split == "train" else "num_test")
         dataset = spheres.spheres_dataset(
@@ -140,9 +151,13 @@ def load_dataset(data_config, split, training):
             augment += (functools.partial(images.random_shift, max_shift=max_shift),)
         if _field(data_config, "dequantize"):
             augment += (images.dequantize,)
+    return dataset, augment
 
-    return images.make_pipeline(dataset, batch_size, training, shuffle_buffer=shuffle_buffer,
-                                seed=seed, augment=augment)
+
+def batches_per_pass(data_config):
+    """The number of training batches in one pass over the training split (a full epoch)."""
+    return images.batches_per_pass(_examples(data_config, "train", training=True)[0],
+                                   _field(data_config, "batch_size"))
 
 
 def num_classes(name):

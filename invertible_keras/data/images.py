@@ -14,8 +14,9 @@ fallback to random data.
 
 Augmentation (paper appendix B, MNIST): inputs are dequantised and randomly shifted by up to
 3 pixels during training. Augmentation functions take a per-example stateless seed (a shape
-`(2,)` integer tensor), so a pipeline is reproducible for a given seed; `make_pipeline` hands a
-fresh seed to every example in every epoch.
+`(2,)` integer tensor); `make_pipeline` hands a fresh seed to every example in every pass, drawn
+from the pipeline's seed and the pass's index only, so the training stream is reproducible and
+can be started at any batch.
 """
 
 import gzip
@@ -197,26 +198,30 @@ def random_shift(image, seed, max_shift=3):
     return tf.image.stateless_random_crop(padded, size=tf.shape(image), seed=seed)
 
 
-def make_pipeline(dataset, batch_size, training, shuffle_buffer=10_000, seed=0, augment=()):
-    """Batches a dataset of `(x, y)`; for training also shuffles and augments.
+def make_pipeline(dataset, batch_size, training, shuffle_buffer=10_000, seed=0, augment=(), start_batch=0):
+    """Batches a dataset of `(x, y)`; for training, an endless shuffled and augmented stream.
 
-    Training: shuffle (reshuffled every epoch) -> augment every `x` -> batch with
-    `drop_remainder=True` (every step has the full global batch, so batches split evenly
-    across replicas) -> prefetch. Evaluation: batch (keeping the last partial batch) ->
-    prefetch.
+    Training: an endless stream of passes over `dataset`. Pass k is shuffled, then every `x` is
+    augmented, then batched with `drop_remainder=True` (every step has the full global batch,
+    so batches split evenly across replicas), with seeds drawn from `(seed, k)` alone. The
+    stream is therefore a pure function of `seed`: `start_batch=n` yields exactly the batches
+    from the n-th on of the stream that starts at 0 (a resumed run continues the data order
+    where it stopped, mid-pass included; the skipped examples are neither augmented nor
+    batched). Evaluation: one pass, batched (keeping the last partial batch).
 
     Args:
-        dataset: unbatched `tf.data.Dataset` of `(x, y)`.
+        dataset: unbatched `tf.data.Dataset` of `(x, y)`, of known size when training.
         batch_size: positive int, the global batch size.
-        training: whether to shuffle, augment and drop the remainder.
+        training: whether to build the training stream.
         shuffle_buffer: positive int, size of the shuffle buffer.
-        seed: int, seed of the shuffle order and the augmentation noise.
+        seed: int, seed of the shuffle orders and the augmentation noise.
         augment: sequence of functions `fn(x, seed) -> x` (e.g. `dequantize`,
             `functools.partial(random_shift, max_shift=3)`), applied in order in training
-            only; each gets its own stateless seed, new for every example and epoch.
+            only; each gets its own stateless seed, new for every example and pass.
+        start_batch: non-negative int, the position in the training stream to start at.
 
     Returns:
-        The batched, prefetched `tf.data.Dataset`.
+        The batched, prefetched `tf.data.Dataset` (infinite when training).
     """
     if not is_int(batch_size) or batch_size <= 0:
         raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
@@ -225,22 +230,47 @@ def make_pipeline(dataset, batch_size, training, shuffle_buffer=10_000, seed=0, 
     if not is_int(shuffle_buffer) or shuffle_buffer <= 0:
         raise ValueError("`shuffle_buffer` must be a positive int. "
                          f"Received: shuffle_buffer={shuffle_buffer!r}")
-    dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if not is_int(start_batch) or start_batch < 0:
+        raise ValueError(f"`start_batch` must be a non-negative int. Received: start_batch={start_batch!r}")
+    per_pass = batches_per_pass(dataset, batch_size)
+    first_pass, offset = divmod(int(start_batch), per_pass)
     augment = tuple(augment)
-    if augment:
-        # One random int64 per example, new every epoch, expanded into one seed per function.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
 
-        def apply(example, example_seed):
-            x, y = example
-            keys = tf.random.experimental.stateless_split(tf.stack([example_seed, 0]), len(augment))
-            for fn, key in zip(augment, tf.unstack(keys)):
-                x = fn(x, key)
-            return x, y
+    def apply(example, example_seed):
+        x, y = example
+        keys = tf.random.experimental.stateless_split(tf.stack([example_seed, 0]), len(augment))
+        for fn, key in zip(augment, tf.unstack(keys)):
+            x = fn(x, key)
+        return x, y
 
-        dataset = tf.data.Dataset.zip((dataset, seeds))
-        dataset = dataset.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    def one_pass(k):
+        # This function's own graph seed, so that pass k depends on (seed, k) only, not on
+        # TensorFlow's global seed (which, when 0, also breaks tensor-valued op seeds).
+        tf.random.set_seed(1)
+        # Two int64 seeds of pass k: the shuffle order and one noise key per example.
+        shuffle_seed, noise_seed = tf.unstack(tf.random.stateless_uniform(
+            [2], seed=tf.stack([tf.cast(seed, tf.int64), k]), minval=None, maxval=None, dtype=tf.int64))
+        examples = dataset.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
+        if augment:
+            examples = tf.data.Dataset.zip((examples, tf.data.Dataset.random(seed=noise_seed)))
+        examples = examples.skip(tf.where(k == first_pass, tf.constant(offset * batch_size, tf.int64), 0))
+        if augment:
+            examples = examples.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
+        return examples.batch(batch_size, drop_remainder=True)
+
+    passes = tf.data.Dataset.range(first_pass, np.iinfo(np.int64).max)
+    return passes.flat_map(one_pass).prefetch(tf.data.AUTOTUNE)
+
+
+def batches_per_pass(dataset, batch_size):
+    """Full batches in one pass over an unbatched dataset of known size (ValueError otherwise)."""
+    size = int(dataset.cardinality())
+    if size < 0:
+        raise ValueError("The training data must have a known number of examples (a finite tf.data "
+                         f"cardinality) to be streamed by position. Received cardinality {size}.")
+    if size < batch_size:
+        raise ValueError(f"The training data has {size} examples, fewer than one batch of {batch_size}.")
+    return size // batch_size
 
 
 def _to_float_image(image, label):

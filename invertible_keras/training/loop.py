@@ -1,9 +1,23 @@
 """`train_and_evaluate(config, workdir)`: everything `python -m train.train` does.
 
 Trains (or resumes) the run of a config in a run directory (`run_dir`: config.json,
-checkpoints/ after every epoch, history.json, tensorboard/, metrics.json, export/); a rerun of
-the same command resumes from the latest checkpoint, and a workdir that holds a run of another
-config is refused (`WorkdirConfigMismatchError`).
+checkpoints/, history.json, tensorboard/, metrics.json, export/); a rerun of the same command
+resumes from the newest readable checkpoint, and a workdir that holds a run of another config is
+refused (`WorkdirConfigMismatchError`).
+
+What a run guarantees under faults:
+- One writer per run: the workdir is locked (`RunDir.lock`) while a process trains in it; a
+  second process on it stops at once with `WorkdirLockedError` naming the holder, and a lock
+  left by a dead process is taken over with a warning.
+- Checkpoints after every epoch and every `train.checkpoint_every_steps` steps, and one when
+  the process receives SIGTERM (then `TrainingPreemptedError`). They hold every variable, the
+  optimizers and the position in the run; the training data is a stream addressed by the step
+  count (`data.load_dataset(start_batch=...)`) and every random draw of a step is seeded by
+  the step count or restored state, so a resumed run, mid-epoch included, reaches the weights
+  of the uninterrupted one.
+- An unreadable checkpoint (torn, truncated) is skipped with a warning for the newest readable
+  one; a checkpoint that cannot be written (a full disk) stops the run with
+  `CheckpointWriteError` and leaves the previous checkpoint in place.
 
 Progress goes to stdout: which run trains and where its results go, then a Keras progress
 bar on a terminal, or one line per epoch when stdout is a file or pipe. TensorBoard gets
@@ -14,8 +28,10 @@ A NaN or Inf loss stops training (keras.callbacks.TerminateOnNaN) without writin
 for that epoch and raises `TrainingDivergedError`: the last good checkpoint stays intact.
 """
 
+import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -29,7 +45,12 @@ from invertible_keras import data, export, metamers, run_dir
 from invertible_keras.analysis import figures, planes
 from invertible_keras.analysis import network as network_lib
 from invertible_keras.models import build_model
-from invertible_keras.run_dir import RunDir, WorkdirConfigMismatchError  # noqa: F401 (API)
+from invertible_keras.run_dir import (  # noqa: F401 (API)
+    NoReadableCheckpointError,
+    RunDir,
+    WorkdirConfigMismatchError,
+    WorkdirLockedError,
+)
 from invertible_keras.training.trainer import AdversaryWarmup, Trainer
 
 DISTRIBUTE = ("auto", "none", "mirrored", "multi_worker")
@@ -38,6 +59,14 @@ LOSS_NAMES = {"ce": "cross-entropy (CE)", "ce_mle": "CE + MLE", "ice": "independ
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or Inf."""
+
+
+class TrainingPreemptedError(RuntimeError):
+    """The process received SIGTERM; a checkpoint of the step it was at was written."""
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (e.g. the disk is full); the previous one is intact."""
 
 
 def make_strategy(kind):
@@ -97,19 +126,53 @@ def build_trainer(config, example_batch):
 
 
 class CheckpointCallback(keras.callbacks.Callback):
-    """Saves the history and a checkpoint after every epoch whose loss is finite.
+    """Saves checkpoints named by step: after every epoch whose loss is finite, every
+    `every_steps` steps, and on SIGTERM (`preempt`), after which it raises `TrainingPreemptedError`.
 
     `history` (`{log name: [value per epoch]}`, the epochs before this run included) is written
-    to `history_path` (None: not at all) before the checkpoint, so it never lags behind the
-    checkpoint; a resume cuts it back to the checkpoint's epoch (`RunDir.load_history`).
+    to `history_path` (None: not at all) before an epoch's checkpoint, so it never lags behind
+    the checkpoint; a resume cuts it back to the checkpoint's epoch (`RunDir.load_history`).
+
+    Args:
+        manager: the run's `tf.train.CheckpointManager`.
+        epoch, step_in_epoch: the checkpointed position variables (`run_dir.training_checkpoint`).
+        every_steps: steps between checkpoints within an epoch (0 or None: epoch ends only).
+        first_step_in_epoch: the step within the first epoch at which `fit` starts (a mid-epoch
+            resume trains the rest of that epoch with `steps_per_epoch` cut accordingly).
     """
 
-    def __init__(self, manager, epoch_variable, history=None, history_path=None):
+    def __init__(self, manager, epoch, step_in_epoch, history=None, history_path=None, every_steps=None,
+                 first_step_in_epoch=0):
         super().__init__()
-        self.manager, self.epoch_variable = manager, epoch_variable
+        self.manager, self.epoch, self.step_in_epoch = manager, epoch, step_in_epoch
         self.history, self.history_path = history if history is not None else {}, history_path
+        self.every_steps, self.offset = every_steps or 0, first_step_in_epoch
+        self.preempted = False
+
+    def preempt(self, *unused_signal_args):
+        """The SIGTERM handler: the checkpoint is written after the step under way."""
+        self.preempted = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
+        self._start_step = int(self.model.optimizer.iterations.numpy())  # one read per epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self._start_step + batch + 1
+        last_of_epoch = batch + 1 == self.params.get("steps")  # on_epoch_end saves it
+        if not (self.preempted or (self.every_steps and step % self.every_steps == 0 and not last_of_epoch)):
+            return
+        if not np.isfinite((logs or {}).get("loss", 0.0)):
+            return  # TerminateOnNaN stops the run; the last good checkpoint stays the newest
+        self.step_in_epoch.assign(self.offset + batch + 1)
+        path = self._save(step)
+        if self.preempted:
+            raise TrainingPreemptedError(
+                f"Stopped by SIGTERM at step {step} (epoch {int(self.epoch.numpy()) + 1}, step "
+                f"{self.offset + batch + 1} of it); wrote {path}. Rerun the same command to resume there.")
 
     def on_epoch_end(self, epoch, logs=None):
+        self.offset = 0
         if not np.isfinite((logs or {}).get("loss", 0.0)):
             logging.error("Epoch %d: non-finite loss, no checkpoint written.", epoch + 1)
             return
@@ -117,8 +180,20 @@ class CheckpointCallback(keras.callbacks.Callback):
             self.history.setdefault(key, []).append(float(value))
         if self.history_path:
             run_dir.write_json_atomic(self.history_path, self.history)
-        self.epoch_variable.assign(epoch + 1)
-        self.manager.save(checkpoint_number=epoch + 1)
+        self.epoch.assign(epoch + 1)
+        self.step_in_epoch.assign(0)
+        self._save(int(self.model.optimizer.iterations.numpy()))
+
+    def _save(self, step):
+        try:
+            return self.manager.save(checkpoint_number=step)
+        except (OSError, tf.errors.OpError) as error:
+            previous = self.manager.latest_checkpoint or "none"
+            raise CheckpointWriteError(
+                f"Could not write the checkpoint of step {step} to {self.manager.directory} "
+                f"({str(error).splitlines()[0] if str(error) else type(error).__name__}); the newest complete "
+                f"checkpoint is {previous}. Free space (or fix the directory) and rerun the same command to "
+                "resume from it.") from error
 
 
 class MetamerImages(keras.callbacks.Callback):
@@ -180,12 +255,23 @@ def learning_rate_schedule(train_config):
 
 
 def train_and_evaluate(config, workdir):
-    """Trains (or resumes) the run of `config` in `workdir`; returns the metrics dict."""
+    """Trains (or resumes) the run of `config` in `workdir`; returns the metrics dict.
+
+    Raises:
+        WorkdirLockedError: another live process trains in `workdir`.
+        WorkdirConfigMismatchError: `workdir` holds a run of another config.
+        NoReadableCheckpointError: `workdir` has checkpoints and none of them reads.
+        TrainingDivergedError, TrainingPreemptedError, CheckpointWriteError: see above.
+    """
+    strategy = make_strategy(config.train.distribute)
+    run = RunDir(workdir)
+    with run.lock() if run_dir.is_chief(strategy) else contextlib.nullcontext():
+        return _train_and_evaluate(config, run, strategy)
+
+
+def _train_and_evaluate(config, run, strategy):
     start = time.time()
     keras.utils.set_random_seed(config.seed)
-    run = RunDir(workdir)
-    os.makedirs(workdir, exist_ok=True)
-    strategy = make_strategy(config.train.distribute)
     chief = run_dir.is_chief(strategy)
     resuming = bool(run.latest_checkpoint(strategy))
     if resuming:
@@ -193,39 +279,35 @@ def train_and_evaluate(config, workdir):
     if chief and not (resuming and os.path.exists(run.config_path)):
         run.write_json(run_dir.CONFIG_FILE, config.to_dict())
 
-    train_ds = data.load_dataset(config.data, "train", training=True)
-    test_ds = data.load_dataset(config.data, "test", training=False)
-    # The same first batch on every worker (seeded shuffle before any sharding): ActNorm's
+    # The same first batch on every worker (the stream is a pure function of the seed): ActNorm's
     # data init must give identical weights on all replicas.
-    init_x = next(iter(train_ds))[0]
-    steps = config.train.steps_per_epoch
-    if steps:
-        train_ds = train_ds.repeat()
+    init_x = next(iter(data.load_dataset(config.data, "train", training=True)))[0]
+    test_ds = data.load_dataset(config.data, "test", training=False)
+    steps = config.train.steps_per_epoch or data.batches_per_pass(config.data)
     if config.train.eval_steps:
         test_ds = test_ds.take(config.train.eval_steps)
 
     with strategy.scope():
         trainer = build_trainer(config, init_x)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        checkpoint = run_dir.training_checkpoint(trainer, epoch)
+        step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+        checkpoint = run_dir.training_checkpoint(trainer, epoch, step_in_epoch)
     manager = tf.train.CheckpointManager(checkpoint, run.checkpoint_dir(strategy), max_to_keep=3)
-    if manager.latest_checkpoint:
-        try:
-            run_dir.restore_training(checkpoint, trainer, epoch, manager.latest_checkpoint)
-        except (ValueError, tf.errors.InvalidArgumentError) as error:
-            raise WorkdirConfigMismatchError(
-                f"{workdir} holds a checkpoint that does not fit the model of this config "
-                f"({str(error).splitlines()[0]}); use another --workdir or the config that made it.") from error
-        logging.info("Resumed from %s (epoch %d).", manager.latest_checkpoint, int(epoch.numpy()))
-    resumed_from = int(epoch.numpy())
+    restored = run_dir.restore_newest_readable(checkpoint, manager.checkpoints, manager.directory)
+    if restored:
+        logging.info("Resumed from %s (epoch %d, step %d of it).", restored, int(epoch.numpy()),
+                     int(step_in_epoch.numpy()))
+    resumed_from, offset = int(epoch.numpy()), int(step_in_epoch.numpy())
     network = trainer.network
     network.initialize(init_x)  # ActNorm data init; a no-op for restored (initialised) layers
     history = run.load_history(resumed_from)
 
+    saver = CheckpointCallback(manager, epoch, step_in_epoch, history, run.history_path if chief else None,
+                               every_steps=config.train.get("checkpoint_every_steps"), first_step_in_epoch=offset)
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.LearningRateScheduler(learning_rate_schedule(config.train)),
-        CheckpointCallback(manager, epoch, history, run.history_path if chief else None),
+        saver,
         keras.callbacks.TensorBoard(run.tensorboard_dir),
     ]
     if config.ice.warmup_steps:
@@ -242,11 +324,22 @@ def train_and_evaluate(config, workdir):
                                              config.train.plane_resolution,
                                              os.path.join(run.tensorboard_dir, "planes")))
 
-    print(_start_message(config, workdir, resumed_from), flush=True)
-    fit_history = trainer.fit(train_ds, epochs=config.train.epochs, initial_epoch=resumed_from,
-                              steps_per_epoch=steps, validation_data=test_ds, callbacks=callbacks, shuffle=False,
-                              verbose=fit_verbosity())
-    losses = fit_history.history.get("loss", [])
+    print(_start_message(config, run.workdir, resumed_from, offset), flush=True)
+    losses = []
+    # A mid-epoch resume first trains the rest of that epoch, then whole epochs; each segment
+    # reads the data stream from the step count it starts at.
+    segments = [(resumed_from, resumed_from + 1, steps - offset)] if offset else []
+    segments.append((resumed_from + bool(offset), config.train.epochs, steps))
+    with _on_sigterm(saver.preempt):
+        for first, last, steps_per_epoch in segments:
+            if first >= last or trainer.stop_training:
+                continue
+            train_ds = data.load_dataset(config.data, "train", training=True,
+                                         start_batch=int(trainer.optimizer.iterations.numpy()))
+            fit_history = trainer.fit(train_ds, epochs=last, initial_epoch=first, steps_per_epoch=steps_per_epoch,
+                                      validation_data=test_ds, callbacks=callbacks, shuffle=False,
+                                      verbose=fit_verbosity())
+            losses += fit_history.history.get("loss", [])
     if not np.all(np.isfinite(losses)) or (trainer.stop_training and losses):
         raise TrainingDivergedError(
             f"Training stopped: the loss became NaN or Inf in epoch {resumed_from + len(losses)} "
@@ -254,8 +347,9 @@ def train_and_evaluate(config, workdir):
             f"{manager.directory} (epoch {int(epoch.numpy())}); lower train.learning_rate, "
             "set train.clipnorm, or check the data for NaN, then rerun the same command to resume.")
 
-    train_eval = trainer.evaluate(train_ds.take(config.train.eval_steps or steps or 50), verbose=0,
-                                  return_dict=True)
+    train_ds = data.load_dataset(config.data, "train", training=True)
+    train_eval = trainer.evaluate(train_ds.take(config.train.eval_steps or config.train.steps_per_epoch or 50),
+                                  verbose=0, return_dict=True)
     test_eval = trainer.evaluate(test_ds, verbose=0, return_dict=True)
     metrics = {
         "config": config.to_dict(),
@@ -273,9 +367,24 @@ def train_and_evaluate(config, workdir):
     return metrics
 
 
-def _start_message(config, workdir, resumed_from):
+@contextlib.contextmanager
+def _on_sigterm(handler):
+    """Runs `handler` on SIGTERM while the block runs (main thread only; elsewhere a no-op)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _start_message(config, workdir, resumed_from, offset=0):
     loss = config.train.loss
-    action = f"Resuming at epoch {resumed_from + 1}" if resumed_from else "Training"
+    action = (f"Resuming at epoch {resumed_from + 1}" + (f", step {offset + 1}" if offset else "")
+              if resumed_from or offset else "Training")
     return (f"{action}: {config.data.name} {config.model.kind} fiRevNet, loss={loss} "
             f"({LOSS_NAMES.get(loss, loss)}), epochs={config.train.epochs}. "
             f"Results in {os.path.abspath(workdir)} (metrics.json, checkpoints/, tensorboard/"

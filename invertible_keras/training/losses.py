@@ -13,7 +13,8 @@ The adversary term has three forms (`adversary`), all pushing D_phi's prediction
 from the true label:
     "negative":  -L_nCE                          the paper's Definition 7 (unbounded below)
     "shuffled":  CE(y_shuffled, D_phi(z_n))      the authors' public code: labels drawn
-                 independently of x (bounded, noisy: the permutation is resampled each batch)
+                 independently of x (bounded, noisy: the permutation is resampled each batch;
+                 the Trainer seeds it with its step count, so a resumed run draws the same)
     "uniform":   CE(uniform, D_phi(z_n))         = -mean_c log softmax(D_phi(z_n))_c: the
                  expected value of "shuffled" over label permutations with uniform classes,
                  deterministic (bounded below by log C).
@@ -39,11 +40,17 @@ def mle(z, y, log_det, prior):
 
 
 def adversary(labels, nuisance_logits, form, seed=None):
-    """The network's adversarial term against the nuisance classifier, per example (unweighted)."""
+    """The network's adversarial term against the nuisance classifier, per example (unweighted).
+
+    `seed` (shuffled only): a stateless seed, an int tensor of shape (2,), that fixes the
+    permutation; None draws it from TensorFlow's stateful generator.
+    """
     if form == "negative":
         return -cross_entropy(labels, nuisance_logits)
     if form == "shuffled":
-        return cross_entropy(tf.random.shuffle(labels, seed=seed), nuisance_logits)
+        shuffled = (tf.random.shuffle(labels) if seed is None
+                    else tf.random.experimental.stateless_shuffle(labels, seed=seed))
+        return cross_entropy(shuffled, nuisance_logits)
     if form == "uniform":
         return -tf.reduce_mean(tf.nn.log_softmax(nuisance_logits), axis=-1)
     raise ValueError(f"`adversary` must be one of {ADVERSARIES}. Received: adversary={form!r}")

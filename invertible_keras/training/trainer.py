@@ -122,7 +122,9 @@ class Trainer(keras.Model):
         terms = {
             "semantic_ce": losses.cross_entropy(y, z[:, : self.num_classes]),
             "nuisance_ce": losses.cross_entropy(y, nuisance_logits),
-            "adversary": losses.adversary(y, nuisance_logits, self.adversary),
+            # The shuffle's seed is the step count: a resumed run draws the same permutations.
+            "adversary": losses.adversary(y, nuisance_logits, self.adversary,
+                                          seed=tf.stack([tf.constant(0, tf.int64), tf.cast(self.optimizer.iterations, tf.int64)])),
         }
         if self.loss_kind == "ce":  # the likelihood only fits the prior
             terms["mle"] = losses.mle(tf.stop_gradient(z), y, tf.stop_gradient(log_det), self.prior)

@@ -198,41 +198,68 @@ def test_pipeline_batches_training_and_evaluation():
     train = images.make_pipeline(_toy_dataset(), 4, training=True, shuffle_buffer=10, seed=1)
     test = images.make_pipeline(_toy_dataset(), 4, training=False)
     assert train.element_spec[0].shape.as_list() == [4, 4]
-    epoch1 = [b[1].numpy() for b in train]
-    epoch2 = [b[1].numpy() for b in train]
-    assert [len(b) for b in epoch1] == [4, 4]
     assert [b[1].numpy().tolist() for b in test] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
-    # Seeded shuffle: a subset without repeats, reproducible, and new in every epoch.
+    # An endless stream of passes of 2 full batches: seeded, without repeats within a pass,
+    # reproducible, and a new order in every pass.
+    stream = [b[1].numpy() for b in train.take(6)]
+    passes = [np.concatenate(stream[i:i + 2]) for i in (0, 2, 4)]
+    assert all(len(set(p)) == 8 for p in passes)
+    assert not np.array_equal(passes[0], passes[1]) and not np.array_equal(passes[1], passes[2])
     again = images.make_pipeline(_toy_dataset(), 4, training=True, shuffle_buffer=10, seed=1)
-    np.testing.assert_array_equal(np.concatenate(epoch1), np.concatenate([b[1] for b in again]))
-    assert len(set(np.concatenate(epoch1))) == 8
-    assert not np.array_equal(np.concatenate(epoch1), np.concatenate(epoch2))
+    np.testing.assert_array_equal(np.concatenate(stream), np.concatenate([b[1] for b in again.take(6)]))
+    other = images.make_pipeline(_toy_dataset(), 4, training=True, shuffle_buffer=10, seed=2)
+    assert not np.array_equal(np.concatenate(stream), np.concatenate([b[1] for b in other.take(6)]))
 
 
-def test_pipeline_augments_in_training_only_with_new_noise_every_epoch():
+def test_pipeline_augments_in_training_only_with_new_noise_every_pass():
     def add_noise(x, seed):
         return x + tf.random.stateless_uniform(tf.shape(x), seed=seed)
 
     train = images.make_pipeline(_toy_dataset(), 5, training=True, shuffle_buffer=1, seed=3,
                                  augment=[add_noise])
     test = images.make_pipeline(_toy_dataset(), 5, training=False, augment=[add_noise])
-    epoch1 = np.concatenate([b[0] for b in train])
-    epoch2 = np.concatenate([b[0] for b in train])
+    stream = [b[0].numpy() for b in train.take(4)]
+    epoch1, epoch2 = np.concatenate(stream[:2]), np.concatenate(stream[2:])
     clean = np.arange(10, dtype=np.float32)[:, None] * np.ones((1, 4), np.float32)
     noise = epoch1 - clean  # shuffle_buffer=1 keeps the order.
     assert noise.min() >= 0 and noise.max() < 1 and noise.std() > 0.1
     assert not np.array_equal(epoch1, epoch2)
     np.testing.assert_array_equal(np.concatenate([b[0] for b in test]), clean)
-    rerun = images.make_pipeline(_toy_dataset(), 5, training=True, shuffle_buffer=1, seed=3,
-                                 augment=[add_noise])
-    np.testing.assert_array_equal(np.concatenate([b[0] for b in rerun]), epoch1)
+
+
+@pytest.mark.parametrize("start_batch", [1, 2, 5])
+def test_the_training_stream_started_at_batch_n_is_the_stream_from_its_nth_batch(start_batch):
+    """A resumed run reads the batches, order and noise, the uninterrupted one would have."""
+    def add_noise(x, seed):
+        return x + tf.random.stateless_uniform(tf.shape(x), seed=seed)
+
+    def stream(start, n):
+        pipeline = images.make_pipeline(_toy_dataset(), 4, training=True, shuffle_buffer=6, seed=7,
+                                         augment=[add_noise], start_batch=start)
+        return [(x.numpy(), y.numpy()) for x, y in pipeline.take(n)]
+
+    whole, resumed = stream(0, 8), stream(start_batch, 8 - start_batch)
+    for (x, y), (x_resumed, y_resumed) in zip(whole[start_batch:], resumed, strict=True):
+        np.testing.assert_array_equal(y, y_resumed)
+        np.testing.assert_array_equal(x, x_resumed)
+
+
+def test_the_training_stream_needs_a_known_size_and_a_valid_start():
+    unknown = _toy_dataset().filter(lambda x, y: True)
+    with pytest.raises(ValueError, match="known number of examples"):
+        images.make_pipeline(unknown, 4, training=True)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        images.make_pipeline(_toy_dataset(), 16, training=True)
+    with pytest.raises(ValueError, match="start_batch"):
+        images.make_pipeline(_toy_dataset(), 4, training=True, start_batch=-1)
 
 
 def test_load_dataset_images_with_augmentation(tmp_path):
     _write_idx_dir(tmp_path, compress=True, num_train=10, num_test=7)
     config = dict(name="mnist", source="idx", idx_dir=str(tmp_path), batch_size=4, seed=0,
                   dequantize=True, random_shift=True)
-    train = list(data.load_dataset(config, "train", training=True))
+    assert data.batches_per_pass(config) == 2
+    train = list(data.load_dataset(config, "train", training=True).take(2))
     test = list(data.load_dataset(config, "test", training=False))
     assert [tuple(b[0].shape) for b in train] == [(4, 28, 28, 1)] * 2
     assert [tuple(b[0].shape) for b in test] == [(4, 28, 28, 1), (3, 28, 28, 1)]

@@ -90,7 +90,8 @@ def test_load_dataset_spheres_batches_and_separates_train_from_test():
                   num_test=50, seed=5)
     train = data.load_dataset(config, "train", training=True)
     test = data.load_dataset(config, "test", training=False)
-    train_batches = list(train)
+    assert data.batches_per_pass(config) == 3
+    train_batches = list(train.take(3))
     test_batches = list(test)
     # Training drops the remainder, evaluation keeps it.
     assert [b[0].shape[0] for b in train_batches] == [32, 32, 32]

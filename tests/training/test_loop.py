@@ -38,7 +38,7 @@ def test_smoke_run_through_the_binary_writes_every_artifact(tmp_path):
     for key in ("loss", "semantic_ce", "nuisance_ce", "mle", "accuracy", "nuisance_accuracy"):
         assert np.isfinite(metrics["test"][key]), key
     assert len(metrics["history"]["loss"]) == 2
-    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-32")  # by step: 2 x 16
     events = list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
     assert events and all(e.stat().st_size > 0 for e in events)
     loaded = tf.saved_model.load(str(tmp_path / "export"))
@@ -59,7 +59,8 @@ def test_killed_run_resumes_from_the_last_checkpoint_and_finishes(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "metrics.json").exists(), "the run finished before it was killed"
-    killed_at = int(tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).rsplit("-", 1)[1])
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(tmp_path / "checkpoints")))
+    killed_at = int(reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
     assert 1 <= killed_at < 8
 
     proc = _run(args)
@@ -124,7 +125,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_pat
     config = smoke.get_config()
     config.train.epochs = 3
     config.train.export = False
-    loop.train_and_evaluate(config, str(tmp_path))  # 3 good epochs: ckpt-3
+    loop.train_and_evaluate(config, str(tmp_path))  # 3 good epochs
     good = tf.train.load_checkpoint(str(tmp_path / "checkpoints"))
     good_values = {k: good.get_tensor(k) for k in good.get_variable_to_shape_map()
                    if k.split("/")[0] in ("network", "prior", "nuisance_classifier")}  # weights by name (run_dir)
@@ -132,15 +133,15 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_pat
 
     load = data.load_dataset
 
-    def poisoned(data_config, split, training):
-        ds = load(data_config, split, training)
+    def poisoned(data_config, split, training, **kwargs):
+        ds = load(data_config, split, training, **kwargs)
         return ds.map(lambda x, y: (x * np.nan, y)) if training else ds
 
     monkeypatch.setattr(data, "load_dataset", poisoned)
     config.train.epochs = 5
     with pytest.raises(loop.TrainingDivergedError, match=r"NaN or Inf in epoch 4.*epoch 3"):
         loop.train_and_evaluate(config, str(tmp_path))
-    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-3")
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-48")  # step 3 x 16
     kept = tf.train.load_checkpoint(str(tmp_path / "checkpoints"))
     for key, value in good_values.items():
         np.testing.assert_array_equal(kept.get_tensor(key), value)
