@@ -1,4 +1,4 @@
-"""The conv fiRevNet of `FiRevNet.conv(batch_norm=False)` in FrEIA (PyTorch), for `bench/peer_freia.py`.
+"""The conv fiRevNet of `builders.conv(batch_norm=False)` in FrEIA (PyTorch), for `bench/peer_freia.py`.
 
 A `Ff.GraphINN` of `Fm.IRevNetDownsampling` (squeeze), `Fm.ActNorm`, `Fm.Split` (factor-out)
 and, since FrEIA has no learned 1x1 convolution and no one-sided additive coupling, two small
@@ -100,7 +100,7 @@ def dct_readout_basis(height, width):
 
 
 class FreiaFiRevNet(nn.Module):
-    """The FiRevNet.conv layout as a FrEIA GraphINN; `forward` returns the logits."""
+    """The builders.conv layout as a FrEIA GraphINN; `forward` returns the logits."""
 
     def __init__(self, couplings, filters, input_shape=(28, 28, 1), num_classes=10, coupling="one_sided", seed=0):
         super().__init__()

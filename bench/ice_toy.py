@@ -3,7 +3,7 @@
 Redundant features in R^8 (x_2 = x_1 + small noise, class in x_1): a bijection can put x_1 in
 z_s and x_2 - x_1 in z_n, so a successful iCE network leaves a post-hoc classifier on z_n at
 chance (50 %) at the logit error of cross-entropy. Every row trains the same dense fiRevNet
-(4 blocks x 64 units, Adam 1e-3, batch 128, same seed) with `Trainer.fit` and changes one
+(4 blocks x 64 units, Adam 1e-3, batch 128, same seed) with `FiRevNet.fit` under an `Objective` and changes one
 setting; the table reports the logit test error and the post-hoc nuisance test error (2 x 128
 MLP, early-stopped on 2,000 held-out training examples), in %.
 
@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from invertible_keras.analysis import posthoc  # noqa: E402
-from invertible_keras.models import FiRevNet  # noqa: E402
-from invertible_keras.training.trainer import AdversaryWarmup, Trainer  # noqa: E402
+from invertible_keras.models import builders  # noqa: E402
+from invertible_keras.training.objective import AdversaryWarmup, Objective  # noqa: E402
 from tests.training.test_ice_known_answer import redundant_features  # noqa: E402
 
 DEFAULT = dict(loss="ice", semantic_prior="class_conditional", adversary="uniform", beta=1.0, gamma=1.0,
@@ -49,14 +49,14 @@ def run(settings, data, steps, seed):
     s = {**DEFAULT, **settings}
     (x, y), (x_test, y_test) = data
     keras.utils.set_random_seed(seed)
-    network = FiRevNet.dense(input_dim=8, num_classes=2, num_blocks=4, hidden_units=64, mixing=s["mixing"], seed=seed)
-    trainer = Trainer(network, nuisance_hidden_units=(128, 128, 128), semantic_prior=s["semantic_prior"])
-    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), nuisance_optimizer=keras.optimizers.Adam(1e-3),
-                    loss=s["loss"], beta=s["beta"], gamma=s["gamma"], adversary=s["adversary"],
-                    nuisance_steps=s["nuisance_steps"])
+    network = builders.dense(input_dim=8, num_classes=2, num_blocks=4, hidden_units=64, mixing=s["mixing"], seed=seed)
+    network.compile(optimizer=keras.optimizers.Adam(1e-3),
+                    loss=Objective(s["loss"], nuisance_optimizer=keras.optimizers.Adam(1e-3), beta=s["beta"],
+                                   gamma=s["gamma"], adversary=s["adversary"], nuisance_steps=s["nuisance_steps"],
+                                   semantic_prior=s["semantic_prior"], nuisance_hidden_units=(128, 128, 128)))
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(y), seed=seed).repeat().batch(128)
     callbacks = [AdversaryWarmup(*s["warmup"])] if s["warmup"] else []
-    trainer.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=callbacks)
+    network.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=callbacks)
     z, z_test = (network.forward_and_log_det(v)[0].numpy() for v in (x, x_test))
     _, errors = posthoc.posthoc_error(z[:, 2:], y, z_test[:, 2:], y_test, 2, seeds=(0,), hidden_units=(128, 128),
                                         max_epochs=30, validation_size=2000)

@@ -15,15 +15,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Runnable from a checkout without installing the package.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from invertible_keras.models import FiRevNet  # noqa: E402
+from invertible_keras.models import builders  # noqa: E402
 
 VARIANTS = [
-    ("dense spheres (d=100, 4 blocks, 256 units)", lambda: FiRevNet.dense()),
+    ("dense spheres (d=100, 4 blocks, 256 units)", lambda: builders.dense()),
     ("conv MNIST 28x28x1 (3 stages x 16 blocks, 128 filters, BN)",
-     lambda: FiRevNet.conv(blocks_per_stage=16, filters=128, batch_norm=True)),
+     lambda: builders.conv(blocks_per_stage=16, filters=128, batch_norm=True)),
     ("conv MNIST padded 32x32x1 (authors' layout)",
-     lambda: FiRevNet.conv(input_shape=(32, 32, 1), blocks_per_stage=16, filters=128, batch_norm=True)),
-    ("fiRevNet48 ImageNet 224x224x3 (4 stages x 4 blocks)", lambda: FiRevNet.imagenet()),
+     lambda: builders.conv(input_shape=(32, 32, 1), blocks_per_stage=16, filters=128, batch_norm=True)),
+    ("fiRevNet48 ImageNet 224x224x3 (4 stages x 4 blocks)", lambda: builders.imagenet()),
 ]
 
 

@@ -1,6 +1,6 @@
 """CE training throughput of our conv fiRevNet against the same network in FrEIA (PyTorch).
 
-Both sides build the network of `FiRevNet.conv(blocks_per_stage=n, filters=f,
+Both sides build the network of `builders.conv(blocks_per_stage=n, filters=f,
 batch_norm=False)` on 28x28x1 inputs:
 
     stage 1: squeeze 28x28x1 -> 14x14x4, n steps; half of the channels factored out (14x14x2)
@@ -74,14 +74,14 @@ def build_ours(couplings, filters, x, y, seed, threads=0):
     import keras
     import tensorflow as tf
 
-    from invertible_keras.models import FiRevNet
+    from invertible_keras.models import builders
 
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     tf.get_logger().setLevel("ERROR")
     keras.utils.set_random_seed(seed)
-    model = FiRevNet.conv(INPUT_SHAPE, NUM_CLASSES, blocks_per_stage=couplings, filters=filters,
+    model = builders.conv(INPUT_SHAPE, NUM_CLASSES, blocks_per_stage=couplings, filters=filters,
                           batch_norm=False, seed=seed)
     model.initialize(x)
     model.compile(optimizer=keras.optimizers.Adam(1e-3),

@@ -1,7 +1,7 @@
 """Where the time of one CE training step of the conv fiRevNet goes, and its kernel floor.
 
 Profiles `--steps` calls of `FiRevNet.compile(Adam, sparse CE from logits)` + `train_on_batch`
-(the step `bench/peer_freia.py` times against FrEIA; `--step trainer` profiles the `Trainer`'s
+(the step `bench/peer_freia.py` times against FrEIA; `--step objective` profiles the `Objective`'s
 CE step instead, which also steps the nuisance classifier D_phi and fits the prior) with the
 TensorFlow profiler, reads the trace (`*.xplane.pb`) and sums the durations of the executed
 TensorFlow ops per category:
@@ -15,7 +15,7 @@ TensorFlow ops per category:
   DCT readout          RFFT / IRFFT and friends of `DCTPooling`
   loss                 the cross entropy
   optimizer            Adam's update ops (`adam/...`, variable assignments)
-  D_phi, prior         (`--step trainer`) the nuisance classifier's and the prior's ops
+  D_phi, prior         (`--step objective`) the nuisance classifier's and the prior's ops
 
 Op durations are thread time: the executor runs independent ops on both cores at once, so
 they add up to more than the wall time. The wall time of a step splits into the graph
@@ -31,7 +31,7 @@ the same shapes and nothing else, timed alternating with the real step (`bench/s
 Usage:
     python -m bench.profile_step                   # 32 filters, 4 couplings per stage
     python -m bench.profile_step --size paper      # 128 filters, 16 couplings per stage
-    python -m bench.profile_step --step trainer --size small
+    python -m bench.profile_step --step objective --size small
 """
 
 import argparse
@@ -74,7 +74,7 @@ _DCT = {"RFFT", "IRFFT", "Complex", "Real", "Imag", "ComplexAbs"}
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
-    parser.add_argument("--step", choices=("classifier", "trainer"), default="classifier")
+    parser.add_argument("--step", choices=("classifier", "objective"), default="classifier")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=10, help="profiled steps")
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds of step vs floor")
@@ -192,16 +192,16 @@ def build_step(args, x, y):
         couplings, filters = SIZES[args.size]
         network = build_ours(couplings, filters, x, y, args.seed)
         return network, lambda: network.train_on_batch(x, y)
-    from bench import speed  # the Trainer of the config, as bench/speed.py builds it
+    from bench import speed  # the network and objective of the config, as bench/speed.py builds them
 
     couplings, filters = SIZES[args.size]
     speed_args = argparse.Namespace(batch=args.batch, blocks_per_stage=couplings, filters=filters)
     config = speed.make_config(speed_args, loss="ce")
-    from invertible_keras.training.loop import build_trainer
+    from invertible_keras.training.loop import build_network
 
-    trainer = build_trainer(config, x)
-    trainer.network.initialize(x)
-    return trainer.network, lambda: trainer.train_on_batch(x, y)
+    network = build_network(config, x)
+    network.initialize(x)
+    return network, lambda: network.train_on_batch(x, y)
 
 
 def main():

@@ -2,7 +2,7 @@
 
 What is measured (all on a fixed batch of synthetic 28x28x1 images in [0, 1] with random
 labels; speed does not depend on the values):
-- training images/s of `Trainer.train_on_batch` with loss "ce" and "ice" (the config's
+- training images/s of `train_on_batch` of a fiRevNet compiled with the `Objective` "ce" and "ice" (the config's
   optimizers; "ce" also steps the nuisance classifier and fits the prior on stopped
   gradients, exactly as in real training), with and without `reversible_gradients`, and with
   `jit_compile` (XLA) on and off in `compile`;
@@ -48,7 +48,7 @@ from configs import fashion_mnist  # noqa: E402
 from invertible_keras import metamers  # noqa: E402
 from invertible_keras.models import build_model  # noqa: E402
 from invertible_keras.models.nuisance_mlp import nuisance_classifier  # noqa: E402
-from invertible_keras.training.loop import build_trainer, make_optimizer  # noqa: E402
+from invertible_keras.training.loop import build_network, make_optimizer  # noqa: E402
 
 
 def parse_args():
@@ -113,13 +113,13 @@ def matched_resnet_width(target, blocks_per_stage):
 
 # Every builder returns a zero-argument callable that runs one batch and waits for its result.
 
-def trainer_case(args, x, y, loss, reversible, jit):
+def objective_case(args, x, y, loss, reversible, jit):
     def build():
-        trainer = build_trainer(make_config(args, loss, reversible, jit), x)
-        trainer.network.initialize(x)
-        if trainer.jit_compile != jit:
-            raise RuntimeError(f"Keras set jit_compile={trainer.jit_compile} (asked {jit})")
-        return lambda: trainer.train_on_batch(x, y)
+        network = build_network(make_config(args, loss, reversible, jit), x)
+        network.initialize(x)
+        if network.jit_compile != jit:
+            raise RuntimeError(f"Keras set jit_compile={network.jit_compile} (asked {jit})")
+        return lambda: network.train_on_batch(x, y)
     return build
 
 
@@ -207,9 +207,9 @@ def main():
     cases = {}
     for jit in xlas:
         tag = ", XLA" if jit else ""
-        cases[f"train CE{tag}"] = trainer_case(args, x, y, "ce", False, jit)
-        cases[f"train iCE{tag}"] = trainer_case(args, x, y, "ice", False, jit)
-        cases[f"train CE reversible{tag}"] = trainer_case(args, x, y, "ce", True, jit)
+        cases[f"train CE{tag}"] = objective_case(args, x, y, "ce", False, jit)
+        cases[f"train iCE{tag}"] = objective_case(args, x, y, "ice", False, jit)
+        cases[f"train CE reversible{tag}"] = objective_case(args, x, y, "ce", True, jit)
         cases[f"fiRevNet alone, CE{tag}"] = classifier_case(args, x, y, lambda: initialized_firevnet(args, x), jit)
         cases[f"ResNet w={width}, CE{tag}"] = classifier_case(
             args, x, y, lambda: resnet(width, config.model.blocks_per_stage), jit)
@@ -230,7 +230,7 @@ def main():
           f"Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}\n")
     print(f"fiRevNet conv {config.model.blocks_per_stage} blocks/stage x {config.model.filters} filters, "
           f"batch_norm={config.model.batch_norm}, batch {args.batch}: {firevnet_params:,} trainable parameters "
-          f"(+ {nuisance_params:,} in the nuisance classifier D_phi of the Trainer); "
+          f"(+ {nuisance_params:,} in the nuisance classifier D_phi of the objective); "
           f"ResNet w={width}: {resnet_params:,} trainable parameters. "
           f"Median of {args.repeats} repeats of >= {args.min_seconds} s each.\n")
 
@@ -262,8 +262,8 @@ def main():
     ratio("reversible / standard training (CE)", "train CE reversible", "train CE")
     ratio("fiRevNet alone / ResNet training (CE)", "fiRevNet alone, CE", resnet_name,
           f"{firevnet_params:,} vs {resnet_params:,} parameters")
-    ratio("Trainer CE / ResNet training", "train CE", resnet_name, "the Trainer also steps D_phi and the prior")
-    ratio("Trainer CE / fiRevNet alone training", "train CE", "fiRevNet alone, CE", "cost of D_phi and the prior")
+    ratio("objective CE / ResNet training", "train CE", resnet_name, "the objective also steps D_phi and the prior")
+    ratio("objective CE / fiRevNet alone training", "train CE", "fiRevNet alone, CE", "cost of D_phi and the prior")
     ratio("training (CE) / inference", "train CE", "inference model(x)")
     ratio("encode+decode / inference", "encode + decode", "inference model(x)")
     ratio("metamer / inference", "metamers (a, b pairs)", "inference model(x)", "2 encodes + 1 decode")

@@ -7,6 +7,9 @@ The artifact holds four `tf.function`s, all in inference mode and with a `None` 
     decode(z_s, z_n)      -> x = F^-1([z_s, z_n])   (batch, *input_shape)
     metamer(x_a, x_b)     -> F^-1(z_s(x_a), z_n(x_b))
 
+and `nuisance_parts()` -> `{name: [start, stop]}`, the column ranges of z_n that come from each
+part of z (`FiRevNet.nuisance_parts`), so an analysis of the export needs no model code.
+
 Loading needs only TensorFlow:
 
     loaded = tf.saved_model.load(directory)
@@ -67,6 +70,9 @@ def export_saved_model(model, directory):
         # (to list its variables, then to build the signature), doubling the export time.
         traced = tf.function(fn, autograph=False).get_concrete_function(*signature)
         archive.add_endpoint(name, traced, input_signature=signature)
+    parts = {name: tf.constant(bounds, tf.int32) for name, bounds in model.nuisance_parts.items()}
+    archive.add_endpoint("nuisance_parts", tf.function(lambda: parts, autograph=False).get_concrete_function(),
+                         input_signature=[])
 
     tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=parent)
     old = None

@@ -309,7 +309,7 @@ def restore_network(network, checkpoint_path):
     return network
 
 
-def training_checkpoint(trainer, epoch, step_in_epoch):
+def training_checkpoint(network, epoch, step_in_epoch):
     """The `tf.train.Checkpoint` of a training run: every variable by name, both optimizers, the position.
 
     The position in the run is the optimizer's step count (also the position in the training
@@ -317,18 +317,15 @@ def training_checkpoint(trainer, epoch, step_in_epoch):
     epochs, and `step_in_epoch`, the steps done in the epoch under way (0 at an epoch's end).
 
     Args:
-        trainer: a `training.trainer.Trainer` with its optimizers built.
+        network: a `FiRevNet` compiled with a `training.objective.Objective`.
         epoch, step_in_epoch: int64 `tf.Variable`s.
     """
-    groups = {"network": variable_names(trainer.network), "prior": variable_names(trainer.prior),
-              "nuisance_classifier": variable_names(trainer.nuisance_classifier)}
-    held = {v.ref() for group in groups.values() for v in group.values()} | {trainer.adversary_weight.value.ref()}
-    missing = [w.path for w in trainer.weights if w.value.ref() not in held]
-    if missing:
-        raise ValueError(f"The checkpoint of {trainer.name!r} would miss the weights {missing}.")
-    return tf.train.Checkpoint(**groups, adversary_weight=trainer.adversary_weight.value,
-                               optimizer=trainer.optimizer, nuisance_optimizer=trainer.nuisance_optimizer,
-                               epoch=epoch, step_in_epoch=step_in_epoch)
+    objective = network.objective
+    return tf.train.Checkpoint(network=variable_names(network), prior=variable_names(objective.prior),
+                               nuisance_classifier=variable_names(objective.nuisance_classifier),
+                               adversary_weight=objective.adversary_weight.value, optimizer=network.optimizer,
+                               nuisance_optimizer=objective.nuisance_optimizer, epoch=epoch,
+                               step_in_epoch=step_in_epoch)
 
 
 def restore_newest_readable(checkpoint, paths, directory):

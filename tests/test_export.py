@@ -5,13 +5,15 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from invertible_keras.export import ENDPOINTS, export_saved_model
 from invertible_keras.metamers import metamer
-from invertible_keras.models import FiRevNet
+from invertible_keras.models import builders
+from invertible_keras.training.objective import Objective
 from tests.model_test_utils import make_inputs, train_a_few_steps
 
 TOL = 1e-5
@@ -19,9 +21,12 @@ TOL = 1e-5
 
 def trained_conv_model():
     # Two stages of one block keep the export's tracing short; batch norm checks inference mode.
-    model = FiRevNet.conv(num_stages=2, blocks_per_stage=1, filters=8, batch_norm=True, seed=0)
+    model = builders.conv(num_stages=2, blocks_per_stage=1, filters=8, batch_norm=True, seed=0)
     x, y = make_inputs(model)
     train_a_few_steps(model, x, y, steps=3)
+    # One iCE step too: the objective's prior and D_phi must stay out of the export.
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=Objective("ice", nuisance_hidden_units=(8,)))
+    model.train_on_batch(x, y)
     return model
 
 
@@ -57,6 +62,18 @@ def test_endpoints_have_a_none_batch_axis(exported):
     assert loaded.signatures["decode"].structured_input_signature[1]["z_n"].shape == (None, model.num_nuisances)
 
 
+def test_the_export_holds_the_network_and_its_parts_but_not_the_objective(exported):
+    model, _, loaded = exported
+    objective = model.objective
+    assert objective is not None and objective.prior.variables
+    assert not {id(v) for v in objective.variables} & {id(v) for v in model.variables}
+    assert sorted(tuple(v.shape) for v in loaded.variables) == sorted(tuple(v.shape) for v in model.variables)
+    d_kernel = tuple(objective.nuisance_classifier.trainable_variables[0].shape)
+    assert d_kernel == (model.num_nuisances, 8) and d_kernel not in {tuple(v.shape) for v in loaded.variables}
+    parts = {name: tuple(int(b) for b in bounds) for name, bounds in loaded.nuisance_parts().items()}
+    assert parts == model.nuisance_parts and parts
+
+
 def test_metamer_endpoint_rejects_batch_mismatch(exported):
     _, _, loaded = exported
     x = np.zeros((3, 28, 28, 1), "float32")
@@ -89,7 +106,7 @@ def test_loads_with_tensorflow_alone(exported, tmp_path):
 
 
 def test_export_replaces_an_existing_export_and_leaves_no_temporary_files(tmp_path):
-    model = FiRevNet.dense(input_dim=8, num_blocks=2, hidden_units=4)  # tiny: export twice
+    model = builders.dense(input_dim=8, num_blocks=2, hidden_units=4)  # tiny: export twice
     x = np.random.default_rng(0).normal(size=(2, 8)).astype("float32")
     target = tmp_path / "export"
     export_saved_model(model, target)

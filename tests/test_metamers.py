@@ -6,15 +6,15 @@ import pytest
 import tensorflow as tf
 
 from invertible_keras.metamers import interpolate, metamer
-from invertible_keras.models import FiRevNet
+from invertible_keras.models import builders
 from tests.model_test_utils import make_inputs, train_a_few_steps
 
 TOL = 1e-4  # float32, on logits and nuisances
 
 VARIANTS = {
-    "dense": lambda: FiRevNet.dense(hidden_units=32),
-    "conv": lambda: FiRevNet.conv(blocks_per_stage=1, filters=16, batch_norm=True, seed=0),
-    "imagenet64": lambda: FiRevNet.imagenet(input_shape=(64, 64, 3), blocks_per_stage=1, filters=8),
+    "dense": lambda: builders.dense(hidden_units=32),
+    "conv": lambda: builders.conv(blocks_per_stage=1, filters=16, batch_norm=True, seed=0),
+    "imagenet64": lambda: builders.imagenet(input_shape=(64, 64, 3), blocks_per_stage=1, filters=8),
 }
 
 
@@ -67,7 +67,7 @@ def test_interpolate_keeps_logits_and_moves_nuisances_linearly(trained):
 
 @pytest.fixture(scope="module")
 def dense_model():
-    return FiRevNet.dense(hidden_units=8)
+    return builders.dense(hidden_units=8)
 
 
 def test_batch_mismatch_is_a_value_error_naming_both_shapes(dense_model):

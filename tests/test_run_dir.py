@@ -10,15 +10,15 @@ import pytest
 import tensorflow as tf
 
 from invertible_keras import run_dir
-from invertible_keras.models import FiRevNet
-from invertible_keras.training.trainer import Trainer
+from invertible_keras.models import builders
+from invertible_keras.training.objective import Objective
 from tests.layer_test_case import perturb_weights
 
 X = np.random.default_rng(0).random((4, 8, 8, 1)).astype("float32")
 
 
 def _network(filters=4):
-    network = FiRevNet.conv(input_shape=(8, 8, 1), num_classes=2, blocks_per_stage=1, filters=filters)
+    network = builders.conv(input_shape=(8, 8, 1), num_classes=2, blocks_per_stage=1, filters=filters)
     network.initialize(X)
     return network
 
@@ -27,12 +27,14 @@ def _saved_training_checkpoint(tmp_path):
     keras.utils.set_random_seed(0)
     network = _network()
     perturb_weights(network, scale=0.3)
-    trainer = Trainer(network, nuisance_hidden_units=(4,))
-    trainer.compile(optimizer=keras.optimizers.Adam(), nuisance_optimizer=keras.optimizers.Adam())
-    trainer.build_optimizers()
+    network.compile(optimizer=keras.optimizers.Adam(), loss=Objective(nuisance_hidden_units=(4,)))
     epoch, step = tf.Variable(3, dtype=tf.int64), tf.Variable(5, dtype=tf.int64)
-    path = run_dir.training_checkpoint(trainer, epoch, step).save(str(tmp_path / "ckpt"))
-    return trainer, path
+    path = run_dir.training_checkpoint(network, epoch, step).save(str(tmp_path / "ckpt"))
+    return network, path
+
+
+def _training_variables(model):
+    return model.variables + model.objective.variables
 
 
 def test_weight_names_do_not_depend_on_what_was_built_before():
@@ -46,36 +48,36 @@ def test_weight_names_do_not_depend_on_what_was_built_before():
     assert len(first) == len(_network().weights)
 
 
-def test_a_network_restores_from_a_training_checkpoint_without_the_trainer(tmp_path):
-    trainer, path = _saved_training_checkpoint(tmp_path)
+def test_a_network_restores_from_a_training_checkpoint_without_its_objective(tmp_path):
+    model, path = _saved_training_checkpoint(tmp_path)
     names = [name for name, _ in tf.train.list_variables(path)]
     assert any(name.startswith("network/stage.Sact_norm.Slog_scale") for name in names), names[:5]
-    fresh = FiRevNet.conv(input_shape=(8, 8, 1), num_classes=2, blocks_per_stage=1, filters=4)
+    fresh = builders.conv(input_shape=(8, 8, 1), num_classes=2, blocks_per_stage=1, filters=4)
     assert not fresh.is_initialized
     run_dir.restore_network(fresh, path)
     assert fresh.is_initialized  # ActNorm's `initialized` flag is a restored weight
-    for saved, restored in zip(trainer.network.weights, fresh.weights):
+    for saved, restored in zip(_training_variables(model), fresh.weights):
         np.testing.assert_array_equal(saved.numpy(), restored.numpy(), err_msg=saved.path)
-    np.testing.assert_array_equal(fresh.encode(X)[1], trainer.network.encode(X)[1])
+    np.testing.assert_array_equal(fresh.encode(X)[1], model.encode(X)[1])
 
 
 def test_a_network_of_another_size_is_refused(tmp_path):
     _, path = _saved_training_checkpoint(tmp_path)
-    other = FiRevNet.conv(input_shape=(8, 8, 1), num_classes=2, blocks_per_stage=1, filters=8)
+    other = builders.conv(input_shape=(8, 8, 1), num_classes=2, blocks_per_stage=1, filters=8)
     with pytest.raises((ValueError, tf.errors.InvalidArgumentError)):
         run_dir.restore_network(other, path)
 
 
-def test_the_training_checkpoint_restores_every_trainer_variable(tmp_path):
-    trainer, path = _saved_training_checkpoint(tmp_path)
-    saved = [w.numpy() for w in trainer.weights]
-    for w in trainer.weights:
+def test_the_training_checkpoint_restores_every_training_variable(tmp_path):
+    model, path = _saved_training_checkpoint(tmp_path)
+    saved = [w.numpy() for w in _training_variables(model)]
+    for w in _training_variables(model):
         w.assign(tf.zeros_like(w))
     epoch, step = tf.Variable(0, dtype=tf.int64), tf.Variable(0, dtype=tf.int64)
-    checkpoint = run_dir.training_checkpoint(trainer, epoch, step)
+    checkpoint = run_dir.training_checkpoint(model, epoch, step)
     assert run_dir.restore_newest_readable(checkpoint, [path], tmp_path) == path
     assert (int(epoch.numpy()), int(step.numpy())) == (3, 5)
-    for w, value in zip(trainer.weights, saved):
+    for w, value in zip(_training_variables(model), saved):
         np.testing.assert_array_equal(w.numpy(), value, err_msg=w.path)
 
 
@@ -87,11 +89,11 @@ def _truncate_data(path):
 
 
 def test_an_unreadable_checkpoint_is_skipped_for_the_one_before_it(tmp_path, caplog):
-    trainer, older = _saved_training_checkpoint(tmp_path)
-    saved = [w.numpy() for w in trainer.weights]
+    model, older = _saved_training_checkpoint(tmp_path)
+    saved = [w.numpy() for w in _training_variables(model)]
     epoch, step = tf.Variable(4, dtype=tf.int64), tf.Variable(0, dtype=tf.int64)
-    checkpoint = run_dir.training_checkpoint(trainer, epoch, step)
-    for w in trainer.weights:
+    checkpoint = run_dir.training_checkpoint(model, epoch, step)
+    for w in _training_variables(model):
         w.assign(w + 1.0)
     newer = checkpoint.save(str(tmp_path / "newer"))
     _truncate_data(newer)
@@ -99,7 +101,7 @@ def test_an_unreadable_checkpoint_is_skipped_for_the_one_before_it(tmp_path, cap
         assert run_dir.restore_newest_readable(checkpoint, [older, newer], tmp_path) == older
     assert f"{newer} is unreadable" in caplog.text
     assert int(epoch.numpy()) == 3
-    for w, value in zip(trainer.weights, saved):
+    for w, value in zip(_training_variables(model), saved):
         np.testing.assert_array_equal(w.numpy(), value, err_msg=w.path)
     _truncate_data(older)
     with pytest.raises(run_dir.NoReadableCheckpointError, match="No checkpoint in .* is readable"):
@@ -133,8 +135,8 @@ def test_config_mismatch_names_the_field_and_json_writes_leave_no_temporary(tmp_
 
 
 def test_checkpoints_that_list_weights_by_position_are_refused_with_the_reason(tmp_path):
-    trainer, _ = _saved_training_checkpoint(tmp_path)
-    path = tf.train.Checkpoint(weights=[w.value for w in trainer.weights]).save(str(tmp_path / "legacy"))
+    model, _ = _saved_training_checkpoint(tmp_path)
+    path = tf.train.Checkpoint(weights=[w.value for w in model.weights]).save(str(tmp_path / "legacy"))
     with pytest.raises(ValueError, match="by position"):
         run_dir.restore_network(_network(), path)
 

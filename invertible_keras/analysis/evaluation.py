@@ -162,7 +162,7 @@ def evaluate_run(workdir, settings=None, write=True, reuse=False):
     logit_error = {split: float(np.mean(network_lib.predict(network, x, settings.batch_size) != y))
                    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test))}
     classifier, nuisance_error = posthoc.posthoc_nuisance_error(
-        network, x_train, y_train, x_test, y_test, parts=build_model(config.model).nuisance_parts,
+        network, x_train, y_train, x_test, y_test, parts=network.nuisance_parts,
         **posthoc_arguments(config, settings))
     inverse_errors = invertibility.invertibility_errors(network, x_test, settings.seed, settings.batch_size)
     oracle = oracles.make_oracle(config.data, settings.oracle_cache_dir, settings.oracle_epochs,

@@ -30,10 +30,13 @@ class Network:
         input_shape: shape of one input, without the batch axis.
         num_classes: C, the width of z_s.
         source: a short description of where the network came from (for reports).
+        nuisance_parts: `{name: (start, stop)}` column ranges of z_n by part of z
+            (`FiRevNet.nuisance_parts`), or None when unknown.
     """
 
-    def __init__(self, encode, decode, input_shape, num_classes, source):
+    def __init__(self, encode, decode, input_shape, num_classes, source, nuisance_parts=None):
         self.encode, self.decode = encode, decode
+        self.nuisance_parts = nuisance_parts
         self.input_shape = tuple(int(s) for s in input_shape)
         self.num_classes = int(num_classes)
         self.latent_dim = math.prod(self.input_shape)
@@ -48,7 +51,7 @@ class Network:
         z_n_spec = tf.TensorSpec((None, model.num_nuisances), model.compute_dtype)
         return cls(tf.function(model.encode, input_signature=[x_spec]),
                    tf.function(model.decode, input_signature=[z_s_spec, z_n_spec]),
-                   model.input_shape, model.num_classes, source)
+                   model.input_shape, model.num_classes, source, model.nuisance_parts)
 
     @classmethod
     def from_saved_model(cls, directory):
@@ -63,7 +66,9 @@ class Network:
                              "endpoints logits, encode, decode, metamer of invertible_keras.export.")
         input_shape = loaded.encode.input_signature[0].shape[1:]
         num_classes = loaded.decode.input_signature[0].shape[-1]
-        network = cls(loaded.encode, loaded.decode, input_shape, num_classes, f"export:{directory}")
+        parts = ({name: tuple(int(v) for v in bounds) for name, bounds in loaded.nuisance_parts().items()}
+                 if hasattr(loaded, "nuisance_parts") else None)  # exports before it had the endpoint
+        network = cls(loaded.encode, loaded.decode, input_shape, num_classes, f"export:{directory}", parts)
         network.loaded = loaded  # keeps the restored variables alive
         return network
 

@@ -24,8 +24,11 @@ never sees. `decode(z_s, z_n)` is the exact inverse (in inference mode), which i
 metameric sampling F^-1(z_s(a), z_n(b)) possible without optimisation.
 
 The factor-out is the layer `layers.FactorOut`. The architectures of the paper (dense,
-conv, fiRevNet48) and `build_model(config)` are in `models/builders.py`; `FiRevNet.dense`,
-`.conv` and `.imagenet` are aliases of its builders.
+conv, fiRevNet48) and `build_model(config)` are in `models/builders.py`.
+
+Training: `compile(loss=training.objective.Objective(...))` (CE, CE + MLE or iCE) attaches the
+objective, with its prior and nuisance classifier, and `fit` runs its step; with any Keras loss
+instead, the network trains as an ordinary classifier of its logits.
 """
 
 import itertools
@@ -181,6 +184,47 @@ class FiRevNet(keras.Model):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
 
+    # ------------------------------------------------------------------ training
+    def compile(self, optimizer="rmsprop", loss=None, **kwargs):
+        """Configures training; `loss` is an objective of `training.objective` or a Keras loss.
+
+        Args:
+            optimizer: updates the network (and, under an objective, its prior).
+            loss: an `Objective` (CE, CE + MLE or iCE): it is attached to this network (its
+                prior and nuisance classifier are made for it) and `fit` runs its step; or any
+                Keras loss of `(y, logits)`, for an ordinary classifier.
+            **kwargs: `keras.Model.compile` arguments (`metrics`, `jit_compile`, ...).
+        """
+        objective = loss if callable(getattr(loss, "attach", None)) else None
+        super().compile(optimizer=optimizer, loss=None if objective else loss, **kwargs)
+        # Not a tracked attribute: the prior and D_phi stay out of the network's weights,
+        # its .keras file and its export (`run_dir.training_checkpoint` saves them).
+        object.__setattr__(self, "_objective", objective)
+        if objective is not None:
+            objective.attach(self)
+
+    @property
+    def objective(self):
+        """The `Objective` this network was compiled with, or None."""
+        return getattr(self, "_objective", None)
+
+    @property
+    def metrics(self):
+        return self.objective.metrics if self.objective is not None else super().metrics
+
+    def train_step(self, data):
+        return self.objective.train_step(data) if self.objective is not None else super().train_step(data)
+
+    def test_step(self, data):
+        return self.objective.test_step(data) if self.objective is not None else super().test_step(data)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15 runs a symbolic build at the start of `fit` under a strategy, reducing a
+        # sample batch with a collective MEAN that fails under MultiWorkerMirroredStrategy. An
+        # objective builds every variable and optimizer state in `compile`, so skip it then.
+        if self.objective is None:
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def encode(self, x):
         """Returns `(z_s, z_n)` = `(z[:, :C], z[:, C:])` in inference mode."""
         z = self.forward_and_log_det(x, training=False)[0]
@@ -288,23 +332,3 @@ class FiRevNet(keras.Model):
 
     def build_from_config(self, config):
         pass
-
-    # ------------------------------------------------------------------ variants
-    # The architectures live in `models/builders.py`; these aliases keep `FiRevNet.dense(...)`.
-    @classmethod
-    def dense(cls, *args, **kwargs):
-        """The spheres fiRevNet: `invertible_keras.models.builders.dense`."""
-        from invertible_keras.models import builders
-        return builders.dense(*args, **kwargs)
-
-    @classmethod
-    def conv(cls, *args, **kwargs):
-        """The MNIST / Fashion-MNIST fiRevNet: `invertible_keras.models.builders.conv`."""
-        from invertible_keras.models import builders
-        return builders.conv(*args, **kwargs)
-
-    @classmethod
-    def imagenet(cls, *args, **kwargs):
-        """fiRevNet48: `invertible_keras.models.builders.imagenet`."""
-        from invertible_keras.models import builders
-        return builders.imagenet(*args, **kwargs)

@@ -5,6 +5,7 @@ imports nothing eagerly.
 
 - `losses`: the per-example loss terms L_sCE, L_nCE, L_MLE and the adversary forms.
 - `priors`: `LatentPrior`, the factorial Gaussian prior over z (tensorflow-probability).
-- `trainer`: `Trainer`, the `keras.Model` whose `train_step` applies them; `AdversaryWarmup`.
+- `objective`: `Objective` (CE, CE + MLE, iCE), which `FiRevNet.compile(loss=...)` attaches
+  and whose step `FiRevNet.fit` runs; `AdversaryWarmup`.
 - `loop`: `train_and_evaluate(config, workdir)`, everything `python -m train.train` does.
 """

@@ -51,7 +51,7 @@ from invertible_keras.run_dir import (  # noqa: F401 (API)
     WorkdirConfigMismatchError,
     WorkdirLockedError,
 )
-from invertible_keras.training.trainer import AdversaryWarmup, Trainer
+from invertible_keras.training.objective import AdversaryWarmup, Objective
 
 DISTRIBUTE = ("auto", "none", "mirrored", "multi_worker")
 LOSS_NAMES = {"ce": "cross-entropy (CE)", "ce_mle": "CE + MLE", "ice": "independence cross-entropy (iCE)"}
@@ -105,24 +105,19 @@ def make_optimizer(name, learning_rate, weight_decay=0.0, momentum=0.9, clipnorm
     raise ValueError(f"`train.optimizer` must be 'adam', 'adamax' or 'sgd'. Received: {name!r}")
 
 
-def build_trainer(config, example_batch):
-    """Builds and compiles the Trainer of `config` (call under the strategy's scope)."""
+def build_network(config, example_batch):
+    """Builds the fiRevNet of `config` compiled with its objective (call under the strategy's scope)."""
     network = build_model(config.model)
     network.forward_and_log_det(example_batch[:1])  # build
-    ice = config.ice
-    trainer = Trainer(network, nuisance_hidden_units=tuple(ice.nuisance_hidden_units),
-                      semantic_prior=ice.semantic_prior, nuisance_dropout=ice.nuisance_dropout)
-    t = config.train
-    trainer.compile(
-        optimizer=make_optimizer(t.optimizer, t.learning_rate, t.weight_decay, t.momentum, t.clipnorm),
-        nuisance_optimizer=make_optimizer(ice.nuisance_optimizer, ice.nuisance_learning_rate),
-        loss=t.loss, beta=config.ice.beta, gamma=config.ice.gamma, adversary=config.ice.adversary,
-        nuisance_steps=config.ice.nuisance_steps,
-        num_levels=None if config.data.name == "spheres" else 256,
-        jit_compile=t.jit_compile,
-    )
-    trainer.build_optimizers()
-    return trainer
+    ice, t = config.ice, config.train
+    objective = Objective(
+        t.loss, nuisance_optimizer=make_optimizer(ice.nuisance_optimizer, ice.nuisance_learning_rate),
+        beta=ice.beta, gamma=ice.gamma, adversary=ice.adversary, nuisance_steps=ice.nuisance_steps,
+        semantic_prior=ice.semantic_prior, nuisance_hidden_units=tuple(ice.nuisance_hidden_units),
+        nuisance_dropout=ice.nuisance_dropout, num_levels=None if config.data.name == "spheres" else 256)
+    network.compile(optimizer=make_optimizer(t.optimizer, t.learning_rate, t.weight_decay, t.momentum, t.clipnorm),
+                    loss=objective, jit_compile=t.jit_compile)
+    return network
 
 
 class CheckpointCallback(keras.callbacks.Callback):
@@ -288,17 +283,16 @@ def _train_and_evaluate(config, run, strategy):
         test_ds = test_ds.take(config.train.eval_steps)
 
     with strategy.scope():
-        trainer = build_trainer(config, init_x)
+        network = build_network(config, init_x)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
-        checkpoint = run_dir.training_checkpoint(trainer, epoch, step_in_epoch)
+        checkpoint = run_dir.training_checkpoint(network, epoch, step_in_epoch)
     manager = tf.train.CheckpointManager(checkpoint, run.checkpoint_dir(strategy), max_to_keep=3)
     restored = run_dir.restore_newest_readable(checkpoint, manager.checkpoints, manager.directory)
     if restored:
         logging.info("Resumed from %s (epoch %d, step %d of it).", restored, int(epoch.numpy()),
                      int(step_in_epoch.numpy()))
     resumed_from, offset = int(epoch.numpy()), int(step_in_epoch.numpy())
-    network = trainer.network
     network.initialize(init_x)  # ActNorm data init; a no-op for restored (initialised) layers
     history = run.load_history(resumed_from)
 
@@ -319,7 +313,7 @@ def _train_and_evaluate(config, run, strategy):
                                        os.path.join(run.tensorboard_dir, "metamers")))
     if config.data.name == "spheres" and config.train.get("plane_resolution"):
         x_test, y_test = network_lib.take_examples(test_ds, 256)
-        callbacks.append(DecisionPlaneImages(network, trainer.nuisance_classifier, x_test, y_test,
+        callbacks.append(DecisionPlaneImages(network, network.objective.nuisance_classifier, x_test, y_test,
                                              tuple(config.data.get("radii", (1.0, 10.0))),
                                              config.train.plane_resolution,
                                              os.path.join(run.tensorboard_dir, "planes")))
@@ -332,15 +326,15 @@ def _train_and_evaluate(config, run, strategy):
     segments.append((resumed_from + bool(offset), config.train.epochs, steps))
     with _on_sigterm(saver.preempt):
         for first, last, steps_per_epoch in segments:
-            if first >= last or trainer.stop_training:
+            if first >= last or network.stop_training:
                 continue
             train_ds = data.load_dataset(config.data, "train", training=True,
-                                         start_batch=int(trainer.optimizer.iterations.numpy()))
-            fit_history = trainer.fit(train_ds, epochs=last, initial_epoch=first, steps_per_epoch=steps_per_epoch,
+                                         start_batch=int(network.optimizer.iterations.numpy()))
+            fit_history = network.fit(train_ds, epochs=last, initial_epoch=first, steps_per_epoch=steps_per_epoch,
                                       validation_data=test_ds, callbacks=callbacks, shuffle=False,
                                       verbose=fit_verbosity())
             losses += fit_history.history.get("loss", [])
-    if not np.all(np.isfinite(losses)) or (trainer.stop_training and losses):
+    if not np.all(np.isfinite(losses)) or (network.stop_training and losses):
         raise TrainingDivergedError(
             f"Training stopped: the loss became NaN or Inf in epoch {resumed_from + len(losses)} "
             f"(losses per epoch: {losses}). The last good checkpoint is kept in "
@@ -348,9 +342,9 @@ def _train_and_evaluate(config, run, strategy):
             "set train.clipnorm, or check the data for NaN, then rerun the same command to resume.")
 
     train_ds = data.load_dataset(config.data, "train", training=True)
-    train_eval = trainer.evaluate(train_ds.take(config.train.eval_steps or config.train.steps_per_epoch or 50),
+    train_eval = network.evaluate(train_ds.take(config.train.eval_steps or config.train.steps_per_epoch or 50),
                                   verbose=0, return_dict=True)
-    test_eval = trainer.evaluate(test_ds, verbose=0, return_dict=True)
+    test_eval = network.evaluate(test_ds, verbose=0, return_dict=True)
     metrics = {
         "config": config.to_dict(),
         "epochs": int(epoch.numpy()),

@@ -14,7 +14,7 @@ from the true label:
     "negative":  -L_nCE                          the paper's Definition 7 (unbounded below)
     "shuffled":  CE(y_shuffled, D_phi(z_n))      the authors' public code: labels drawn
                  independently of x (bounded, noisy: the permutation is resampled each batch;
-                 the Trainer seeds it with its step count, so a resumed run draws the same)
+                 the Objective seeds it with the step count, so a resumed run draws the same)
     "uniform":   CE(uniform, D_phi(z_n))         = -mean_c log softmax(D_phi(z_n))_c: the
                  expected value of "shuffled" over label permutations with uniform classes,
                  deterministic (bounded below by log C).

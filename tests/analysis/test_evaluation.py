@@ -13,7 +13,7 @@ from configs import smoke
 from invertible_keras.analysis import evaluation
 from invertible_keras.analysis.network import encode
 from invertible_keras.training import loop
-from invertible_keras.training import trainer as trainer_lib
+from invertible_keras.training import objective as objective_lib
 from tests.analysis.test_figures import assert_png
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -88,10 +88,10 @@ def test_export_and_checkpoint_give_the_same_network(smoke_run, monkeypatch):
     workdir, _ = smoke_run
     config, from_export = evaluation.load_run(str(workdir), "export")
 
-    def no_trainer(*args, **kwargs):
-        raise AssertionError("restoring a network must not build the training wrapper")
+    def no_objective(*args, **kwargs):
+        raise AssertionError("restoring a network must not build its training objective")
 
-    monkeypatch.setattr(trainer_lib.Trainer, "__init__", no_trainer)
+    monkeypatch.setattr(objective_lib.Objective, "attach", no_objective)
     _, from_checkpoint = evaluation.load_run(str(workdir), "checkpoint")
     assert from_checkpoint.source.startswith("checkpoint:")
     assert (from_export.input_shape, from_export.num_classes) == ((10,), 2)

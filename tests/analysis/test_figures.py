@@ -8,7 +8,7 @@ import pytest
 from invertible_keras import data, metamers
 from invertible_keras.analysis import figures, planes
 from invertible_keras.analysis.network import encode, take_examples
-from invertible_keras.models import FiRevNet
+from invertible_keras.models import builders
 from tests.analysis.linear_bijection import DIM, LinearBijection
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -53,7 +53,7 @@ def test_decision_plane_labels_every_grid_point_where_it_lies():
 def spheres_setup():
     config = {"name": "spheres", "batch_size": 64, "dim": 10, "num_test": 64}
     x, y = take_examples(data.load_dataset(config, "test", training=False), 64)
-    network = FiRevNet.dense(input_dim=10, hidden_units=8)
+    network = builders.dense(input_dim=10, hidden_units=8)
     nuisance = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
     return network, nuisance, x, y
 

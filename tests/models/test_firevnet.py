@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from invertible_keras import layers
 from invertible_keras.layers import InvertibleSequential
-from invertible_keras.models import FiRevNet, build_model
+from invertible_keras.models import FiRevNet, build_model, builders
+from invertible_keras.training.objective import Objective
 from tests.layer_test_case import perturb_weights
 from tests.model_test_utils import make_inputs, train_a_few_steps
 
@@ -21,9 +22,9 @@ LOG_DET_TOL = 1e-8  # float64
 # Small versions of the three variants; the ImageNet model at reduced input size 64x64 keeps the
 # channel counts of 224x224 (16x16x48 -> ... -> 2x2x3072).
 VARIANTS = {
-    "dense": lambda: FiRevNet.dense(hidden_units=32),
-    "conv": lambda: FiRevNet.conv(blocks_per_stage=2, filters=16, batch_norm=True, seed=0),
-    "imagenet64": lambda: FiRevNet.imagenet(input_shape=(64, 64, 3), blocks_per_stage=1, filters=8),
+    "dense": lambda: builders.dense(hidden_units=32),
+    "conv": lambda: builders.conv(blocks_per_stage=2, filters=16, batch_norm=True, seed=0),
+    "imagenet64": lambda: builders.imagenet(input_shape=(64, 64, 3), blocks_per_stage=1, filters=8),
 }
 
 
@@ -58,7 +59,7 @@ def test_round_trip_after_training(trained):
 
 
 def test_z_order_logits_first_then_factored_parts_in_stage_order():
-    model = FiRevNet.conv(num_classes=4, blocks_per_stage=2, filters=16, batch_norm=True, factor_out=True, seed=0)
+    model = builders.conv(num_classes=4, blocks_per_stage=2, filters=16, batch_norm=True, factor_out=True, seed=0)
     x, _ = make_inputs(model, batch_size=2)
     model.initialize(x)
     perturb_weights(model, scale=0.05)
@@ -78,7 +79,7 @@ def test_z_order_logits_first_then_factored_parts_in_stage_order():
 
 def test_the_factored_half_is_the_one_the_last_coupling_changed():
     """A coupling returns [x2 + f(x1), x1]: the kept half is its untouched input x1 (Glow)."""
-    model = FiRevNet.conv(num_classes=4, blocks_per_stage=1, filters=8, batch_norm=False, factor_out=True, seed=0)
+    model = builders.conv(num_classes=4, blocks_per_stage=1, filters=8, batch_norm=False, factor_out=True, seed=0)
     x, _ = make_inputs(model, batch_size=2)
     model.initialize(x)
     perturb_weights(model, scale=0.05)
@@ -93,14 +94,14 @@ def test_the_factored_half_is_the_one_the_last_coupling_changed():
 
 
 def test_the_default_28x28_layout_reads_every_logit_from_a_dc_component():
-    model = FiRevNet.conv(blocks_per_stage=1, filters=8)
+    model = builders.conv(blocks_per_stage=1, filters=8)
     assert model.stage_output_shapes[-1] == (None, 7, 7, 16)
     x, _ = make_inputs(model, batch_size=2)
     model.initialize(x)
     y3 = model.stages[2](model.stages[1](model.stages[0](x)))
     np.testing.assert_allclose(model(x), 7.0 * tf.reduce_mean(y3, axis=[1, 2])[:, :10], rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="only 4 of the 10 logits would be DC components"):
-        FiRevNet.conv(blocks_per_stage=1, filters=8, factor_out=True)
+        builders.conv(blocks_per_stage=1, filters=8, factor_out=True)
 
 
 def jacobian_log_det_error(model, x):
@@ -115,7 +116,7 @@ def jacobian_log_det_error(model, x):
 
 
 def test_dense_log_det_equals_slogdet_of_jacobian():
-    model = FiRevNet.dense(hidden_units=16, dtype="float64")
+    model = builders.dense(hidden_units=16, dtype="float64")
     perturb_weights(model, scale=0.3)
     x = np.random.default_rng(1).normal(size=(3, 100)) * 3.0
     error, jacobian, log_det = jacobian_log_det_error(model, x)
@@ -127,7 +128,7 @@ def test_dense_log_det_equals_slogdet_of_jacobian():
 def test_conv_log_det_equals_slogdet_of_jacobian():
     # 8x8x1 -> 4x4x4 -> 2x2x8 -> 1x1x16: small enough for a 64x64 Jacobian, with ActNorm and
     # 1x1 convolutions contributing a non-zero log-det.
-    model = FiRevNet.conv(input_shape=(8, 8, 1), num_classes=4, blocks_per_stage=1, filters=8, seed=0,
+    model = builders.conv(input_shape=(8, 8, 1), num_classes=4, blocks_per_stage=1, filters=8, seed=0,
                           dtype="float64")
     x = np.random.default_rng(2).uniform(0, 1, (3, 8, 8, 1))
     model.initialize(x)
@@ -147,7 +148,7 @@ def coupling_subnet_params(half, filters, out, k=3):
 
 
 def test_imagenet_224_shapes_and_parameter_count():
-    model = FiRevNet.imagenet(blocks_per_stage=4, filters=8)
+    model = builders.imagenet(blocks_per_stage=4, filters=8)
     assert model.input_shape == (224, 224, 3) and model.latent_dim == 224 * 224 * 3
     assert model.stage_output_shapes == [(None, 56, 56, 48), (None, 28, 28, 192), (None, 14, 14, 768),
                                          (None, 7, 7, 3072)]
@@ -159,7 +160,7 @@ def test_imagenet_224_shapes_and_parameter_count():
         expected += 4 * (2 * channels + coupling_subnet_params(channels // 2, 8, out))
     assert trainable_count(model) == expected
     # Parameters do not depend on the input size: the 64x64 test model has the same ones.
-    small = FiRevNet.imagenet(input_shape=(64, 64, 3), blocks_per_stage=4, filters=8)
+    small = builders.imagenet(input_shape=(64, 64, 3), blocks_per_stage=4, filters=8)
     assert trainable_count(small) == expected
 
     x = np.random.default_rng(0).uniform(0, 1, (1, 224, 224, 3)).astype("float32")
@@ -170,13 +171,16 @@ def test_imagenet_224_shapes_and_parameter_count():
 
 
 def test_keras_save_load_gives_identical_logits(tmp_path):
-    model = FiRevNet.conv(blocks_per_stage=1, filters=16, batch_norm=True, seed=0)
+    model = builders.conv(blocks_per_stage=1, filters=16, batch_norm=True, seed=0)
     x, y = make_inputs(model, batch_size=8)
     train_a_few_steps(model, x, y, steps=2)  # also moves the batch-norm moving statistics
+    model.compile(optimizer="adam", loss=Objective("ice", nuisance_hidden_units=(8,)))
+    model.train_on_batch(x, y)  # the .keras file holds the network, not its objective
     path = str(tmp_path / "m.keras")
     model.save(path)
     restored = keras.models.load_model(path)
     assert isinstance(restored, FiRevNet) and restored.get_config()["input_shape"] == [28, 28, 1]
+    assert restored.objective is None and len(restored.variables) == len(model.variables)
     np.testing.assert_array_equal(restored(x), model(x))
     np.testing.assert_array_equal(restored.decode(*restored.encode(x)), model.decode(*model.encode(x)))
     # A restored model is never re-initialised from data.
@@ -186,14 +190,14 @@ def test_keras_save_load_gives_identical_logits(tmp_path):
 
 
 def test_fit_trains_the_logits_and_keeps_the_model_invertible():
-    model = FiRevNet.dense(hidden_units=32)
+    model = builders.dense(hidden_units=32)
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 64)
     x = (rng.normal(size=(64, 100)) * (1.0 + 9.0 * y[:, None]) / 10.0).astype("float32")  # two shells
     model.compile(optimizer=keras.optimizers.Adam(1e-2),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
     history = model.fit(x, y, batch_size=16, epochs=3, verbose=0).history["loss"]
-    assert history[-1] < history[0]
+    assert model.objective is None and history[-1] < history[0]
     assert float(np.max(np.abs(model.decode(*model.encode(x)) - x))) <= RECONSTRUCTION_TOL
 
 
@@ -216,8 +220,8 @@ def test_build_model_from_config():
 def test_reversible_gradients_flag_builds_reversible_stages():
     from invertible_keras.layers.reversible import ReversibleSequential
 
-    plain = FiRevNet.dense(hidden_units=8)
-    reversible = FiRevNet.dense(hidden_units=8, reversible_gradients=True)
+    plain = builders.dense(hidden_units=8)
+    reversible = builders.dense(hidden_units=8, reversible_gradients=True)
     assert all(isinstance(stage, ReversibleSequential) for stage in reversible.stages)
     assert reversible.get_config()["reversible_gradients"] is True
     perturb_weights(plain, scale=0.1)
@@ -237,7 +241,7 @@ def test_reversible_gradients_flag_builds_reversible_stages():
 
 @pytest.fixture(scope="module")
 def mnist_model():
-    return FiRevNet.conv(blocks_per_stage=1, filters=8, batch_norm=False)
+    return builders.conv(blocks_per_stage=1, filters=8, batch_norm=False)
 
 
 @pytest.mark.parametrize("shape", [(2, 32, 32, 1), (2, 28, 28, 3), (2, 784)])
@@ -264,13 +268,13 @@ def test_decode_wrong_widths_is_a_value_error_naming_the_shape(mnist_model):
 
 def test_dense_wrong_width_is_a_value_error():
     with pytest.raises(ValueError, match=r"\(batch, 100\).*\(2, 99\)"):
-        FiRevNet.dense(hidden_units=8)(np.zeros((2, 99), "float32"))
+        builders.dense(hidden_units=8)(np.zeros((2, 99), "float32"))
 
 
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match=r"16 of the 785 logits"):
-        FiRevNet.conv(num_classes=785, blocks_per_stage=1, filters=8)
+        builders.conv(num_classes=785, blocks_per_stage=1, filters=8)
     with pytest.raises(ValueError, match=r"only 1 of the 10 logits.*even sizes.*\(27, 28, 1\)"):  # no squeeze
-        FiRevNet.conv(input_shape=(27, 28, 1), blocks_per_stage=1, filters=8)
+        builders.conv(input_shape=(27, 28, 1), blocks_per_stage=1, filters=8)
     with pytest.raises(ValueError, match=r"filters=\[8, 8\]"):
-        FiRevNet.imagenet(input_shape=(64, 64, 3), filters=(8, 8))
+        builders.imagenet(input_shape=(64, 64, 3), filters=(8, 8))

@@ -17,26 +17,37 @@ tf.config.set_logical_device_configuration(
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from invertible_keras.models import FiRevNet  # noqa: E402
-from invertible_keras.training.trainer import Trainer  # noqa: E402
+from invertible_keras.models import builders  # noqa: E402
+from invertible_keras.training.objective import Objective  # noqa: E402
 from tests.layer_test_case import perturb_weights  # noqa: E402
 
 GLOBAL_BATCH = 8
 
 
-def make_trainer(loss, adversary, x, weights=None):
-    network = FiRevNet.conv(input_shape=(8, 8, 1), num_classes=4, num_stages=2, blocks_per_stage=1,
+def make_model(loss, adversary, x, weights=None):
+    network = builders.conv(input_shape=(8, 8, 1), num_classes=4, num_stages=2, blocks_per_stage=1,
                             filters=8, batch_norm=False, seed=0)
     network.initialize(x)
-    trainer = Trainer(network, nuisance_hidden_units=(8, 8, 8))
-    trainer.compile(optimizer=keras.optimizers.SGD(0.1), nuisance_optimizer=keras.optimizers.SGD(0.1),
-                    loss=loss, adversary=adversary, nuisance_steps=2)
-    trainer.build_optimizers()
+    network.compile(optimizer=keras.optimizers.SGD(0.1),
+                    loss=Objective(loss, nuisance_optimizer=keras.optimizers.SGD(0.1), adversary=adversary,
+                                   nuisance_steps=2, nuisance_hidden_units=(8, 8, 8)))
     if weights is None:
-        perturb_weights(trainer, scale=0.05)
+        perturb_weights(network, scale=0.05)
+        perturb_weights(network.objective.prior, scale=0.05)
+        perturb_weights(network.objective.nuisance_classifier, scale=0.05)
     else:
-        trainer.set_weights(weights)
-    return trainer
+        set_state(network, weights)
+    return network
+
+
+def state(model):
+    """The values of every variable of a training network: its own and its objective's."""
+    return [v.numpy() for v in model.variables + model.objective.variables]
+
+
+def set_state(model, values):
+    for variable, value in zip(model.variables + model.objective.variables, values, strict=True):
+        variable.assign(value)
 
 
 def main(loss, adversary):
@@ -45,20 +56,20 @@ def main(loss, adversary):
     y = rng.integers(0, 4, GLOBAL_BATCH).astype("int32")
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
 
-    single = make_trainer(loss, adversary, x)
-    start = single.get_weights()
+    single = make_model(loss, adversary, x)
+    start = state(single)
     single.fit(dataset, epochs=1, verbose=0)
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
-        mirrored = make_trainer(loss, adversary, x, weights=start)
+        mirrored = make_model(loss, adversary, x, weights=start)
     mirrored.fit(dataset, epochs=1, verbose=0)
 
     def max_abs_diff(first, second):
         return max(float(np.max(np.abs(a.astype("float64") - b))) for a, b in zip(first, second))
 
-    after = single.get_weights()
-    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "max_abs_diff": max_abs_diff(after, mirrored.get_weights()),
+    after = state(single)
+    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "max_abs_diff": max_abs_diff(after, state(mirrored)),
                       "max_change": max_abs_diff(after, start)}))
 
 

@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 from invertible_keras.analysis import posthoc
-from invertible_keras.models import FiRevNet
-from invertible_keras.training.trainer import AdversaryWarmup, Trainer
+from invertible_keras.models import builders
+from invertible_keras.training.objective import AdversaryWarmup, Objective
 
 STEPS, BATCH = 2500, 128
 
@@ -29,12 +29,12 @@ def redundant_features(n, rng):
 
 def train(loss, x, y, seed=0):
     keras.utils.set_random_seed(seed)
-    network = FiRevNet.dense(input_dim=8, num_classes=2, num_blocks=4, hidden_units=64, mixing=True, seed=seed)
-    trainer = Trainer(network, nuisance_hidden_units=(128, 128, 128))
-    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), nuisance_optimizer=keras.optimizers.Adam(1e-3),
-                    loss=loss, beta=1.0, gamma=1.0, adversary="uniform", nuisance_steps=5)
+    network = builders.dense(input_dim=8, num_classes=2, num_blocks=4, hidden_units=64, mixing=True, seed=seed)
+    network.compile(optimizer=keras.optimizers.Adam(1e-3),
+                    loss=Objective(loss, nuisance_optimizer=keras.optimizers.Adam(1e-3), beta=1.0, gamma=1.0,
+                                   adversary="uniform", nuisance_steps=5, nuisance_hidden_units=(128, 128, 128)))
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(y), seed=seed).repeat().batch(BATCH)
-    trainer.fit(dataset, steps_per_epoch=STEPS, epochs=1, verbose=0, callbacks=[AdversaryWarmup(300, 1000)])
+    network.fit(dataset, steps_per_epoch=STEPS, epochs=1, verbose=0, callbacks=[AdversaryWarmup(300, 1000)])
     return network
 
 

@@ -95,15 +95,15 @@ def _actnorm_weights(network):
 @pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"), reason="needs dataset-fashion-mnist")
 def test_actnorm_is_initialised_once_and_not_again_on_resume(tmp_path, monkeypatch):
     seen = {}
-    build_trainer = loop.build_trainer
+    build_network = loop.build_network
 
     def spy(config, example_batch):
-        seen["trainer"] = build_trainer(config, example_batch)
-        return seen["trainer"]
+        seen["network"] = build_network(config, example_batch)
+        return seen["network"]
 
-    monkeypatch.setattr(loop, "build_trainer", spy)
+    monkeypatch.setattr(loop, "build_network", spy)
     loop.train_and_evaluate(_tiny_conv_config(epochs=1), str(tmp_path))
-    after_first = _actnorm_weights(seen["trainer"].network)
+    after_first = _actnorm_weights(seen["network"])
     image_tags = {v.tag for event in (tmp_path / "tensorboard" / "metamers").glob("events.*")
                   for record in tf.compat.v1.train.summary_iterator(str(event)) for v in record.summary.value}
     assert "metamers/logits_metamer_nuisance" in image_tags
@@ -115,7 +115,7 @@ def test_actnorm_is_initialised_once_and_not_again_on_resume(tmp_path, monkeypat
     config.seed = 1
     metrics = loop.train_and_evaluate(config, str(tmp_path))
     assert metrics["resumed_from_epoch"] == 1
-    after_resume = _actnorm_weights(seen["trainer"].network)
+    after_resume = _actnorm_weights(seen["network"])
     assert [name for name, _ in after_resume] == [name for name, _ in after_first]
     for (name, value), (_, first) in zip(after_resume, after_first):
         np.testing.assert_array_equal(value, first, err_msg=name)

@@ -1,6 +1,6 @@
 """The iCE terms against hand computations, the order of the step, and what each optimizer moves.
 
-Each test here is written to fail under a specific fault of the trainer: a stop_gradient on
+Each test here is written to fail under a specific fault of the model: a stop_gradient on
 the adversary or the likelihood term, an identity "shuffle", the prior left out of the trained
 variables, `nuisance_steps` ignored or D_phi trained on a stale batch.
 """
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from invertible_keras.models import builders
 from invertible_keras.training import losses
-from invertible_keras.models import FiRevNet
+from invertible_keras.training.objective import AdversaryWarmup, Objective
 from invertible_keras.training.priors import LatentPrior
-from invertible_keras.training.trainer import AdversaryWarmup, Trainer
 from tests.layer_test_case import perturb_weights
 
 RNG = np.random.default_rng(0)
@@ -37,19 +37,33 @@ def _softplus(x):
     return np.log1p(np.exp(x))
 
 
-def make_trainer(loss="ice", adversary="negative", beta=0.7, gamma=0.3, lr=1e-2, nuisance_lr=1e-2, nuisance_steps=1,
-                 semantic_prior="class_conditional", seed=0):
+def make_model(loss="ice", adversary="negative", beta=0.7, gamma=0.3, lr=1e-2, nuisance_lr=1e-2, nuisance_steps=1,
+               semantic_prior="class_conditional", seed=0):
     keras.utils.set_random_seed(seed)
-    network = FiRevNet.dense(input_dim=DIM, hidden_units=8)
+    network = builders.dense(input_dim=DIM, hidden_units=8)
     network.forward_and_log_det(np.zeros((1, DIM), "float32"))
     perturb_weights(network, scale=0.3)
-    trainer = Trainer(network, nuisance_hidden_units=(8, 8, 8), semantic_prior=semantic_prior)
-    trainer.compile(optimizer=keras.optimizers.SGD(lr), nuisance_optimizer=keras.optimizers.SGD(nuisance_lr),
-                    loss=loss, beta=beta, gamma=gamma, adversary=adversary, nuisance_steps=nuisance_steps)
-    trainer.build_optimizers()
-    for variable in trainer.prior.trainable_variables:  # away from the symmetric start
+    objective = Objective(loss, nuisance_optimizer=keras.optimizers.SGD(nuisance_lr), beta=beta, gamma=gamma,
+                          adversary=adversary, nuisance_steps=nuisance_steps, semantic_prior=semantic_prior,
+                          nuisance_hidden_units=(8, 8, 8))
+    network.compile(optimizer=keras.optimizers.SGD(lr), loss=objective)
+    for variable in objective.prior.trainable_variables:  # away from the symmetric start
         variable.assign(variable + 0.3 * RNG.standard_normal(variable.shape).astype("float32"))
-    return trainer
+    return network
+
+
+def _state(model):
+    return model.variables + model.objective.variables
+
+
+def get_state(model):
+    """Every variable of a training network: its own and its objective's."""
+    return [v.numpy() for v in _state(model)]
+
+
+def set_state(model, values):
+    for variable, value in zip(_state(model), values, strict=True):
+        variable.assign(value)
 
 
 def batch(n=16, seed=1):
@@ -90,14 +104,14 @@ def test_prior_log_prob_is_the_closed_form_gaussian(semantic):
 
 @pytest.mark.parametrize("adversary", ["negative", "shuffled", "uniform"])
 def test_ice_terms_match_hand_computation(adversary):
-    trainer = make_trainer(adversary=adversary)
+    model = make_model(adversary=adversary)
     x, y = batch(6)
-    z, log_det = trainer.network.forward_and_log_det(x)
-    terms, d_logits = trainer._terms(z, log_det, y, training=False)
+    z, log_det = model.forward_and_log_det(x)
+    terms, d_logits = model.objective.terms(z, log_det, y, training=False)
     z, log_det, d_logits = z.numpy(), log_det.numpy(), d_logits.numpy()
     np.testing.assert_allclose(terms["semantic_ce"], _ce(y, z[:, :2]), rtol=1e-5)
     np.testing.assert_allclose(terms["nuisance_ce"], _ce(y, d_logits), rtol=1e-5)
-    prior = trainer.prior
+    prior = model.objective.prior
     log_p = (_gauss(z[:, 2:], prior.nuisance_mean.numpy(), _softplus(prior.nuisance_raw_scale.numpy()))
              + _gauss(z[:, :2], prior.class_means.numpy()[y], _softplus(prior.semantic_raw_scale.numpy())))
     mle = -(log_p + log_det) / DIM
@@ -123,26 +137,26 @@ def test_shuffled_labels_are_a_real_permutation():
 
 
 def test_ce_loss_is_semantic_ce_plus_prior_fit_only():
-    trainer = make_trainer(loss="ce")
+    model = make_model(loss="ce")
     x, y = batch(6)
     with tf.GradientTape() as tape:
-        z, log_det = trainer.network.forward_and_log_det(x, training=True)
-        terms, _ = trainer._terms(z, log_det, y, training=True)
+        z, log_det = model.forward_and_log_det(x, training=True)
+        terms, _ = model.objective.terms(z, log_det, y, training=True)
         mle = tf.reduce_mean(terms["mle"])
     np.testing.assert_allclose(terms["loss"], terms["semantic_ce"] + terms["mle"], rtol=1e-6)
-    grads = tape.gradient(mle, trainer.network.trainable_variables)
+    grads = tape.gradient(mle, model.trainable_variables)
     assert all(g is None or np.all(g.numpy() == 0) for g in grads), "CE's prior term reached the network"
 
 
 @pytest.mark.parametrize("loss", ["ce_mle", "ice"])
 def test_likelihood_term_reaches_the_network(loss):
-    trainer = make_trainer(loss=loss)
+    model = make_model(loss=loss)
     x, y = batch(6)
     with tf.GradientTape() as tape:
-        z, log_det = trainer.network.forward_and_log_det(x, training=True)
-        terms, _ = trainer._terms(z, log_det, y, training=True)
+        z, log_det = model.forward_and_log_det(x, training=True)
+        terms, _ = model.objective.terms(z, log_det, y, training=True)
         mle = tf.reduce_mean(terms["mle"])
-    grads = tape.gradient(mle, trainer.network.trainable_variables)
+    grads = tape.gradient(mle, model.trainable_variables)
     assert max(float(tf.reduce_max(tf.abs(g))) for g in grads if g is not None) > 1e-4
 
 
@@ -152,20 +166,20 @@ def test_likelihood_term_reaches_the_network(loss):
 def test_adversarial_step_raises_the_frozen_nuisance_classifiers_loss(adversary):
     """From one start with D frozen, a network step with beta > 0 raises D's loss; beta = 0 does not."""
     x, y = batch(64)
-    start = make_trainer(adversary=adversary, lr=0.0, nuisance_lr=0.1, nuisance_steps=5)
+    start = make_model(adversary=adversary, lr=0.0, nuisance_lr=0.1, nuisance_steps=5)
     start.train_on_batch(x, y)  # D learns to read the label from z_n
-    weights = start.get_weights()
+    weights = get_state(start)
 
     def d_loss_after_step(beta):
-        trainer = make_trainer(adversary=adversary, beta=beta, gamma=0.0, lr=0.2, nuisance_lr=0.0)
-        trainer.set_weights(weights)
-        trainer.adversary_weight.assign(beta)
+        model = make_model(adversary=adversary, beta=beta, gamma=0.0, lr=0.2, nuisance_lr=0.0)
+        set_state(model, weights)
+        model.objective.adversary_weight.assign(beta)
         def d_loss():  # batch statistics in D's input standardisation, as in the step
-            z_n = trainer.network.forward_and_log_det(x)[0][:, 2:]
-            return float(tf.reduce_mean(losses.cross_entropy(y, trainer.nuisance_classifier(z_n, training=True))))
+            z_n = model.forward_and_log_det(x)[0][:, 2:]
+            return float(tf.reduce_mean(losses.cross_entropy(y, model.objective.nuisance_classifier(z_n, training=True))))
 
         before = d_loss()
-        trainer.train_on_batch(x, y)
+        model.train_on_batch(x, y)
         return before, d_loss()
 
     before, plain = d_loss_after_step(0.0)
@@ -178,22 +192,22 @@ def test_adversarial_step_raises_the_frozen_nuisance_classifiers_loss(adversary)
 def test_nuisance_steps_update_d_on_the_current_batch_before_the_network_step():
     """k steps of D_phi on stop_gradient(z_n) of this batch (network weights before the step)."""
     x, y = batch(16)
-    trainer = make_trainer(adversary="uniform", nuisance_steps=3, lr=0.1, nuisance_lr=0.1)
-    reference = make_trainer(adversary="uniform", nuisance_steps=3, lr=0.1, nuisance_lr=0.1)
-    reference.set_weights(trainer.get_weights())
+    model = make_model(adversary="uniform", nuisance_steps=3, lr=0.1, nuisance_lr=0.1)
+    reference = make_model(adversary="uniform", nuisance_steps=3, lr=0.1, nuisance_lr=0.1)
+    set_state(reference, get_state(model))
 
-    z_n = reference.network.forward_and_log_det(x, training=True)[0][:, 2:]
-    d, sgd = reference.nuisance_classifier, keras.optimizers.SGD(0.1)
+    z_n = reference.forward_and_log_det(x, training=True)[0][:, 2:]
+    d, sgd = reference.objective.nuisance_classifier, keras.optimizers.SGD(0.1)
     for _ in range(3):
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(losses.cross_entropy(y, d(z_n, training=True)))
         sgd.apply_gradients(zip(tape.gradient(loss, d.trainable_variables), d.trainable_variables))
     expected_adversary = float(tf.reduce_mean(losses.adversary(y, d(z_n, training=True), "uniform")))
 
-    logs = trainer.train_on_batch(x, y, return_dict=True)
-    assert int(trainer.nuisance_optimizer.iterations.numpy()) == 3
-    assert int(trainer.optimizer.iterations.numpy()) == 1
-    for got, want in zip(trainer.nuisance_classifier.trainable_variables, d.trainable_variables):
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert int(model.objective.nuisance_optimizer.iterations.numpy()) == 3
+    assert int(model.optimizer.iterations.numpy()) == 1
+    for got, want in zip(model.objective.nuisance_classifier.trainable_variables, d.trainable_variables):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-6)
     # The network's step saw the fresh D_phi: its adversary term is the updated classifier's.
     np.testing.assert_allclose(logs["adversary"], expected_adversary, rtol=1e-4)
@@ -201,25 +215,25 @@ def test_nuisance_steps_update_d_on_the_current_batch_before_the_network_step():
 
 @pytest.mark.parametrize("loss", ["ce", "ce_mle", "ice"])
 def test_every_loss_fits_every_prior_parameter(loss):
-    trainer = make_trainer(loss=loss)
+    model = make_model(loss=loss)
     x, y = batch(16)
-    before = _snapshot(trainer.prior.trainable_variables)
-    trainer.train_on_batch(x, y)
-    assert len(before) == 4 and all(_changed(before, trainer.prior.trainable_variables))
+    before = _snapshot(model.objective.prior.trainable_variables)
+    model.train_on_batch(x, y)
+    assert len(before) == 4 and all(_changed(before, model.objective.prior.trainable_variables))
 
 
 @pytest.mark.parametrize("loss", ["ce", "ce_mle", "ice"])
 def test_nuisance_optimizer_changes_only_the_nuisance_classifier(loss):
     x, y = batch(8)
-    frozen_main = make_trainer(loss=loss, lr=0.0)
-    main, nuisance = frozen_main.main_variables, frozen_main.nuisance_classifier.trainable_variables
+    frozen_main = make_model(loss=loss, lr=0.0)
+    main, nuisance = frozen_main.objective.trainable_variables, frozen_main.objective.nuisance_classifier.trainable_variables
     before_main, before_nuisance = _snapshot(main), _snapshot(nuisance)
     frozen_main.train_on_batch(x, y)
     assert not any(_changed(before_main, main))
     assert all(_changed(before_nuisance, nuisance))
 
-    frozen_nuisance = make_trainer(loss=loss, nuisance_lr=0.0)
-    main, nuisance = frozen_nuisance.main_variables, frozen_nuisance.nuisance_classifier.trainable_variables
+    frozen_nuisance = make_model(loss=loss, nuisance_lr=0.0)
+    main, nuisance = frozen_nuisance.objective.trainable_variables, frozen_nuisance.objective.nuisance_classifier.trainable_variables
     before_main, before_nuisance = _snapshot(main), _snapshot(nuisance)
     frozen_nuisance.train_on_batch(x, y)
     assert not any(_changed(before_nuisance, nuisance)), "the main optimizer changed the nuisance classifier"
@@ -228,25 +242,23 @@ def test_nuisance_optimizer_changes_only_the_nuisance_classifier(loss):
 
 def test_warmup_ramps_the_adversary_weight_from_the_step_count():
     x, y = batch(8)
-    trainer = make_trainer(beta=2.0)
+    model = make_model(beta=2.0)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).repeat(6)
     seen = []
     record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(
-        float(trainer.adversary_weight.numpy())))
-    trainer.fit(dataset, epochs=1, verbose=0, callbacks=[AdversaryWarmup(2, 4), record])
+        float(model.objective.adversary_weight.numpy())))
+    model.fit(dataset, epochs=1, verbose=0, callbacks=[AdversaryWarmup(2, 4), record])
     np.testing.assert_allclose(seen, [0.0, 0.0, 0.0, 1.0, 2.0, 2.0])
     with pytest.raises(ValueError, match="start < end"):
         AdversaryWarmup(5, 5)
 
 
-def test_bad_compile_arguments_are_clear_errors():
-    trainer = make_trainer()
-    sgd = keras.optimizers.SGD
-    with pytest.raises(ValueError, match="loss.*'mse'"):
-        trainer.compile(optimizer=sgd(), nuisance_optimizer=sgd(), loss="mse")
+def test_bad_objective_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="objective must be one of .*'mse'"):
+        Objective("mse")
     with pytest.raises(ValueError, match="adversary.*'max'"):
-        trainer.compile(optimizer=sgd(), nuisance_optimizer=sgd(), adversary="max")
+        Objective(adversary="max")
     with pytest.raises(ValueError, match="nuisance_steps.*0"):
-        trainer.compile(optimizer=sgd(), nuisance_optimizer=sgd(), nuisance_steps=0)
+        Objective(nuisance_steps=0)
     with pytest.raises(ValueError, match="beta.*-1"):
-        trainer.compile(optimizer=sgd(), nuisance_optimizer=sgd(), beta=-1.0)
+        Objective(beta=-1.0)

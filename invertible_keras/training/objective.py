@@ -1,25 +1,28 @@
-"""CE and iCE training of a fiRevNet with `model.fit` (paper, Section 4 and Definition 7).
+"""The training objectives of a fiRevNet: CE, CE + MLE and iCE (paper, Section 4 and Definition 7).
 
-`Trainer` is a `keras.Model` in the keras-io GAN pattern: it holds the fiRevNet (`network`),
-the prior over z (`prior`, `priors.LatentPrior`) and the nuisance classifier D_phi
-(`nuisance_classifier`); `compile()` takes two optimizers. Per batch (x, y), with one forward
-pass z = F(x) (the authors' order):
+    network.compile(optimizer=keras.optimizers.Adamax(1e-3),
+                    loss=Objective("ice", beta=1.0, nuisance_optimizer=keras.optimizers.Adamax(1e-3)))
+    network.fit(dataset, ...)
 
+`FiRevNet.compile(loss=objective)` attaches the objective to the network: the prior over z
+(`prior`, `priors.LatentPrior`) and the nuisance classifier D_phi (`nuisance_classifier`) are
+created for that network and belong to it while it trains, and `FiRevNet.fit` runs the
+objective's step. They are not Keras-tracked attributes of the network, so its weights, its
+`.keras` file and its SavedModel export stay those of the pure bijection;
+`run_dir.training_checkpoint` saves them beside it. Per batch (x, y), with one forward pass
+z = F(x) (the authors' order):
   1. `nuisance_steps` steps of D_phi on L_nCE of the current batch's z_n, held constant
      (`tf.stop_gradient`): the adversary is fresh, not the one of the previous batch;
   2. one step of the network and the prior against that D_phi on
-         L_sCE + beta * adversary + gamma * L_MLE        (loss="ice")
-         L_sCE + gamma * L_MLE                           (loss="ce_mle", the control run)
-         L_sCE                                           (loss="ce", the baseline)
-
-Under "ce" the prior is still fitted, on stop_gradient(z) and stop_gradient(log-det), so it
-never changes the network and the likelihood metrics stay comparable between the losses.
+         L_sCE + beta * adversary + gamma * L_MLE        (kind="ice")
+         L_sCE + gamma * L_MLE                           (kind="ce_mle", the control run)
+         L_sCE                                           (kind="ce", the baseline)
+Under "ce" the prior and D_phi are still fitted (the prior on stop_gradient(z) and
+stop_gradient(log-det)), so they never change the network and the likelihood and online
+nuisance metrics stay comparable between the kinds.
 beta is a variable (`adversary_weight`) that `AdversaryWarmup` ramps up. Every term is averaged
 over the global batch (`tf.nn.compute_average_loss`), so N replicas of a `tf.distribute`
 strategy make the same update as one device.
-
-The training logic lives in this wrapper rather than in `FiRevNet` itself, so the exported
-and saved classifier stays a pure invertible network; `trainer(x)` returns its logits.
 """
 
 import math
@@ -31,108 +34,102 @@ from invertible_keras.models.nuisance_mlp import nuisance_classifier
 from invertible_keras.training import losses
 from invertible_keras.training.priors import LatentPrior
 
-LOSSES = ("ce", "ce_mle", "ice")
+KINDS = ("ce", "ce_mle", "ice")
 
 
-class Trainer(keras.Model):
-    """A fiRevNet with its prior and nuisance classifier, trained by `fit`.
+class Objective:
+    """CE, CE + MLE or iCE, with the prior and nuisance classifier it trains beside the network.
 
     Args:
-        network: a built `FiRevNet` (needs `num_classes`, `latent_dim`, `forward_and_log_det`).
-        nuisance_hidden_units: widths of D_phi's ReLU layers.
+        kind: "ice", "ce_mle" or "ce".
+        nuisance_optimizer: updates D_phi only (default: Adamax 1e-3, the authors').
+        beta: weight of the adversarial term (iCE only); the initial value of
+            `adversary_weight`, which `AdversaryWarmup` may change while training.
+        gamma: weight of L_MLE (iCE and CE + MLE).
+        adversary: one of `losses.ADVERSARIES`.
+        nuisance_steps: steps of D_phi per batch, before the network's step.
         semantic_prior: density of z_s in L_MLE, one of `priors.SEMANTIC_PRIORS`.
+        nuisance_hidden_units: widths of D_phi's ReLU layers.
         nuisance_dropout: dropout rate of D_phi's hidden layers.
+        num_levels: quantisation levels of the data (256 for 8-bit images) to report bits per
+            dim; None for continuous data (spheres).
     """
 
-    def __init__(self, network, nuisance_hidden_units=(512, 512, 512), semantic_prior="class_conditional",
-                 nuisance_dropout=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.network = network
-        self.num_classes = network.num_classes
-        self.latent_dim = network.latent_dim
-        self.prior = LatentPrior(self.num_classes, self.latent_dim, semantic=semantic_prior, name="prior")
-        self.nuisance_classifier = nuisance_classifier(self.num_classes, nuisance_hidden_units, standardize=True,
-                                                       dropout=nuisance_dropout)
-        self.nuisance_classifier.build((None, self.latent_dim - self.num_classes))
-        self.adversary_weight = self.add_weight(name="adversary_weight", shape=(), initializer="zeros",
-                                                trainable=False)
-        names = ("loss", "semantic_ce", "nuisance_ce", "adversary", "mle")
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
-        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        self.nuisance_accuracy = keras.metrics.SparseCategoricalAccuracy(name="nuisance_accuracy")
-        self.bits_per_dim = keras.metrics.Mean(name="bits_per_dim")
-
-    def compile(self, optimizer, nuisance_optimizer, loss="ice", beta=1.0, gamma=1.0, adversary="uniform",
-                nuisance_steps=5, num_levels=None, **kwargs):
-        """Args:
-            optimizer: updates the network and the prior.
-            nuisance_optimizer: updates the nuisance classifier only.
-            loss: "ice", "ce_mle" or "ce".
-            beta: weight of the adversarial term (iCE only); the initial value of
-                `adversary_weight`, which `AdversaryWarmup` may change while training.
-            gamma: weight of L_MLE (iCE and CE + MLE).
-            adversary: one of `losses.ADVERSARIES`.
-            nuisance_steps: steps of D_phi per batch, before the network's step.
-            num_levels: quantisation levels of the data (256 for 8-bit images) to report
-                bits per dim; None for continuous data (spheres).
-            **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`, `steps_per_execution`).
-        """
-        if loss not in LOSSES:
-            raise ValueError(f"`loss` must be one of {LOSSES}. Received: loss={loss!r}")
+    def __init__(self, kind="ice", nuisance_optimizer=None, beta=1.0, gamma=1.0, adversary="uniform",
+                 nuisance_steps=5, semantic_prior="class_conditional", nuisance_hidden_units=(512, 512, 512),
+                 nuisance_dropout=0.0, num_levels=None):
+        if kind not in KINDS:
+            raise ValueError(f"The objective must be one of {KINDS}. Received: {kind!r}")
         if adversary not in losses.ADVERSARIES:
             raise ValueError(f"`adversary` must be one of {losses.ADVERSARIES}. Received: adversary={adversary!r}")
         if not isinstance(nuisance_steps, int) or nuisance_steps < 1:
             raise ValueError(f"`nuisance_steps` must be a positive integer. Received: nuisance_steps={nuisance_steps!r}")
         if not (beta >= 0 and gamma >= 0):
             raise ValueError(f"`beta` and `gamma` must be non-negative. Received: beta={beta!r}, gamma={gamma!r}")
-        super().compile(optimizer=optimizer, **kwargs)
-        self.nuisance_optimizer = nuisance_optimizer
-        self.loss_kind, self.beta, self.gamma = loss, float(beta), float(gamma)
+        self.kind, self.beta, self.gamma = kind, float(beta), float(gamma)
         self.adversary, self.nuisance_steps, self.num_levels = adversary, nuisance_steps, num_levels
-        self.adversary_weight.assign(self.beta)
+        self.nuisance_optimizer = nuisance_optimizer or keras.optimizers.Adamax(1e-3)
+        self.semantic_prior = semantic_prior
+        self.nuisance_hidden_units, self.nuisance_dropout = tuple(nuisance_hidden_units), nuisance_dropout
+        self.network = None
 
-    def build_optimizers(self):
-        """Creates optimizer state up front (checkpoint restore, variables under a strategy)."""
-        self.optimizer.build(self.main_variables)
+    def attach(self, network):
+        """Creates the prior, D_phi, the metrics and both optimizers' state for a compiled `network`.
+
+        Called by `FiRevNet.compile` (under a strategy's scope when there is one).
+        """
+        if self.network is not None and self.network is not network:
+            raise ValueError("This objective is attached to another network already; make one per network.")
+        self.network = network
+        self.num_classes, self.latent_dim = network.num_classes, network.latent_dim
+        self.prior = LatentPrior(self.num_classes, self.latent_dim, semantic=self.semantic_prior, name="prior")
+        self.nuisance_classifier = nuisance_classifier(self.num_classes, self.nuisance_hidden_units,
+                                                       standardize=True, dropout=self.nuisance_dropout)
+        self.nuisance_classifier.build((None, self.latent_dim - self.num_classes))
+        self.adversary_weight = keras.Variable(self.beta, trainable=False, name="adversary_weight")
+        names = ("loss", "semantic_ce", "nuisance_ce", "adversary", "mle")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.nuisance_accuracy = keras.metrics.SparseCategoricalAccuracy(name="nuisance_accuracy")
+        self.bits_per_dim = keras.metrics.Mean(name="bits_per_dim")
+        # Optimizer state up front: checkpoint restore, and variables under the strategy.
+        network.optimizer.build(self.trainable_variables)
         self.nuisance_optimizer.build(self.nuisance_classifier.trainable_variables)
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras 3.15 runs a symbolic build at the start of `fit` under a strategy, reducing a
-        # sample batch with a collective MEAN that fails under MultiWorkerMirroredStrategy.
-        # Every variable of this model exists before `fit` (`build_optimizers`), so skip it.
-        if not (self.optimizer.built and self.nuisance_optimizer.built):
-            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+    @property
+    def trainable_variables(self):
+        """What the network's optimizer updates: the network's weights and the prior's."""
+        return self.network.trainable_variables + self.prior.trainable_variables
 
     @property
-    def main_variables(self):
-        return self.network.trainable_variables + self.prior.trainable_variables
+    def variables(self):
+        """Every variable the objective adds to training: the prior's, D_phi's, the adversary weight."""
+        return self.prior.variables + self.nuisance_classifier.variables + [self.adversary_weight]
 
     @property
     def metrics(self):
         tracked = list(self.trackers.values()) + [self.accuracy, self.nuisance_accuracy]
         return tracked + ([self.bits_per_dim] if self.num_levels else [])
 
-    def call(self, x, training=None):
-        return self.network(x, training=training)
-
-    def _terms(self, z, log_det, y, training):
+    def terms(self, z, log_det, y, training):
         """Per-example loss terms of the network step, and D_phi's logits, from z = F(x)."""
         z_n = z[:, self.num_classes:]
         nuisance_logits = self.nuisance_classifier(z_n, training=training)
+        # The shuffle's seed is the step count: a resumed run draws the same permutations.
+        step = tf.cast(self.network.optimizer.iterations, tf.int64)
         terms = {
             "semantic_ce": losses.cross_entropy(y, z[:, : self.num_classes]),
             "nuisance_ce": losses.cross_entropy(y, nuisance_logits),
-            # The shuffle's seed is the step count: a resumed run draws the same permutations.
             "adversary": losses.adversary(y, nuisance_logits, self.adversary,
-                                          seed=tf.stack([tf.constant(0, tf.int64), tf.cast(self.optimizer.iterations, tf.int64)])),
+                                          seed=tf.stack([tf.constant(0, tf.int64), step])),
         }
-        if self.loss_kind == "ce":  # the likelihood only fits the prior
+        if self.kind == "ce":  # the likelihood only fits the prior
             terms["mle"] = losses.mle(tf.stop_gradient(z), y, tf.stop_gradient(log_det), self.prior)
             terms["loss"] = terms["semantic_ce"] + terms["mle"]
         else:
             terms["mle"] = losses.mle(z, y, log_det, self.prior)
             terms["loss"] = terms["semantic_ce"] + self.gamma * terms["mle"]
-        if self.loss_kind == "ice":
+        if self.kind == "ice":
             terms["loss"] += tf.cast(self.adversary_weight, z.dtype) * terms["adversary"]
         return terms, nuisance_logits
 
@@ -153,16 +150,16 @@ class Trainer(keras.Model):
             with tape.stop_recording():
                 self.fit_nuisance_classifier(z[:, self.num_classes:], y)
             # D_phi's variables are read after its updates (automatic control dependencies).
-            terms, nuisance_logits = self._terms(z, log_det, y, training=True)
+            terms, nuisance_logits = self.terms(z, log_det, y, training=True)
             loss = tf.nn.compute_average_loss(terms["loss"])
-        variables = self.main_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        variables = self.trainable_variables
+        self.network.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return self._update_metrics(terms, y, z, nuisance_logits)
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         z, log_det = self.network.forward_and_log_det(x, training=False)
-        terms, nuisance_logits = self._terms(z, log_det, y, training=False)
+        terms, nuisance_logits = self.terms(z, log_det, y, training=False)
         return self._update_metrics(terms, y, z, nuisance_logits)
 
     def _update_metrics(self, terms, y, z, nuisance_logits):
@@ -173,7 +170,7 @@ class Trainer(keras.Model):
         if self.num_levels:
             self.bits_per_dim.update_state(terms["mle"] / math.log(2.0) + math.log2(self.num_levels))
         logs = {m.name: m.result() for m in self.metrics}
-        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        if isinstance(self.network.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
             # Keras 3.15 reduces multi-worker logs with strategy.reduce("MEAN", axis=0): give
             # them an axis of length 1 to reduce over (the result is the scalar again).
             logs = {name: value[None] for name, value in logs.items()}
@@ -181,7 +178,7 @@ class Trainer(keras.Model):
 
 
 class AdversaryWarmup(keras.callbacks.Callback):
-    """Ramps the adversary weight of a `Trainer` up: D_phi trains alone first.
+    """Ramps the adversary weight of a network's `Objective` up: D_phi trains alone first.
 
     beta(step) = beta * clip((step - start) / (end - start), 0, 1), with `step` the optimizer's
     iteration count (restored with a checkpoint, so a resumed run continues the ramp).
@@ -206,7 +203,8 @@ class AdversaryWarmup(keras.callbacks.Callback):
         self._assigned = None
 
     def on_train_batch_begin(self, batch, logs=None):
-        weight = self.weight(self._epoch_start + batch, self.model.beta)
+        objective = self.model.objective
+        weight = self.weight(self._epoch_start + batch, objective.beta)
         if weight != self._assigned:  # constant before the ramp and after it
-            self.model.adversary_weight.assign(weight)
+            objective.adversary_weight.assign(weight)
             self._assigned = weight
