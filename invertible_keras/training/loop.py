@@ -173,17 +173,17 @@ class CheckpointCallback(keras.callbacks.Callback):
             return
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
-        if self.history_path:
-            run_dir.write_json_atomic(self.history_path, self.history)
         self.epoch.assign(epoch + 1)
         self.step_in_epoch.assign(0)
-        self._save(int(self.model.optimizer.iterations.numpy()))
+        self._save(int(self.model.optimizer.iterations.numpy()), write_history=bool(self.history_path))
 
-    def _save(self, step):
+    def _save(self, step, write_history=False):
         try:
+            if write_history:
+                run_dir.write_json_atomic(self.history_path, self.history)
             return self.manager.save(checkpoint_number=step)
         except (OSError, tf.errors.OpError) as error:
-            previous = self.manager.latest_checkpoint or "none"
+            previous = self.manager.latest_checkpoint or "none yet"
             raise CheckpointWriteError(
                 f"Could not write the checkpoint of step {step} to {self.manager.directory} "
                 f"({str(error).splitlines()[0] if str(error) else type(error).__name__}); the newest complete "

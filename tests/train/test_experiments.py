@@ -69,7 +69,7 @@ def test_images_experiment_quick(tmp_path):
                f"--oracle_cache_dir={tmp_path / 'cache'}")
     results = json.loads((tmp_path / "results.json").read_text())
     runs = results["datasets"]["fashion_mnist"]["runs"]
-    assert set(runs) == {"ce", "ice"}
+    assert set(runs) == {"ce", "ce_mle", "ice"}
     assert runs["ce"]["metamer_attack"]["oracle"].endswith(".keras")
     assert 0.0 <= runs["ice"]["metamer_attack"]["clipped"]["rate"] <= 1.0
     for name in ("figure4_metamers.png", "figure6_interpolations.png"):
