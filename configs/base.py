@@ -38,6 +38,7 @@ def get_config():
     config.train.learning_rate = 1e-3
     config.train.momentum = 0.9             # sgd only
     config.train.weight_decay = 0.0         # decoupled, in the optimizer
+    config.train.lr_schedule = "step"         # step: lr_decay_* below (0: constant); cosine: learning_rate to 0 over the epochs, per step
     config.train.lr_decay_epochs = 0        # multiply lr by lr_decay_factor every n epochs (0: off)
     config.train.lr_decay_factor = 0.2
     config.train.clipnorm = config_dict.placeholder(float)  # None: no gradient clipping

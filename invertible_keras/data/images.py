@@ -282,6 +282,10 @@ def _prepared_tfds_builder(name, data_dir):
     """Returns the TFDS builder when its data is prepared, else None; never downloads."""
     import tensorflow_datasets as tfds  # Imported here: only this source needs it.
 
+    # Without a folder for the data set there is nothing prepared; asking tfds.builder anyway
+    # logs a warning about the missing folder in every run.
+    if not os.path.isdir(os.path.join(data_dir or tfds.core.constants.DATA_DIR, name)):
+        return None
     builder = tfds.builder(name, data_dir=data_dir)
     return builder if builder.is_prepared() else None
 

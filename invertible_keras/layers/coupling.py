@@ -14,7 +14,10 @@ with the bounded scale  log s = clamp * (2/pi) * atan(h / clamp)  (FrEIA's soft 
     x1 = y[c:],  x2 = (y[:c] - t(x1)) / s(x1)  (affine)
 
 `f` is a bottleneck subnet: dense (vectors) or 3x3 -> 1x1 -> 3x3 conv (images), ReLU, optional
-batch norm (the paper's MNIST model). Its last layer is zero-initialised, so a new coupling is
+batch norm (the paper's MNIST model), and optionally (`global_context`, images) a global branch
+before the last conv, h + W mean_{H,W}(h): a 3x3 subnet sees only a 5x5 window of x1, and the
+branch lets f write into x2 what depends on the whole image (for iCE: the class, which z_s holds
+as DC components of whole channels). Its last layer is zero-initialised, so a new coupling is
 the identity. With batch norm the inverse uses inference statistics: it is the exact inverse
 of the forward pass in inference mode.
 """
@@ -37,9 +40,12 @@ class Coupling(InvertibleLayer):
             synchronized across replicas under `tf.distribute` (statistics of the global batch).
         zero_init: zero-initialise the subnet's last layer so the coupling starts as the
             identity (the standard stability choice of Glow and i-RevNet).
+        global_context: add a `GlobalContext` branch before the subnet's last conv (images
+            only; ignored by dense subnets, which see all of x1 already).
     """
 
-    def __init__(self, hidden_units=64, kernel_size=3, batch_norm=False, zero_init=True, **kwargs):
+    def __init__(self, hidden_units=64, kernel_size=3, batch_norm=False, zero_init=True, global_context=False,
+                 **kwargs):
         super().__init__(**kwargs)
         if not isinstance(hidden_units, int) or hidden_units < 1:
             raise ValueError(f"`hidden_units` must be a positive integer. Received: hidden_units={hidden_units!r}")
@@ -49,6 +55,7 @@ class Coupling(InvertibleLayer):
         self.kernel_size = kernel_size
         self.batch_norm = bool(batch_norm)
         self.zero_init = bool(zero_init)
+        self.global_context = bool(global_context)
 
     subnet_outputs_per_channel = 1
 
@@ -84,6 +91,8 @@ class Coupling(InvertibleLayer):
             if self.batch_norm:
                 layers.append(keras.layers.BatchNormalization(synchronized=True, **common))
             layers.append(keras.layers.ReLU(**common))
+        if self.global_context and rank == 4:
+            layers.append(GlobalContext(**common))
         return keras.Sequential(layers + [last], name="subnet")
 
     # One `tf.split` rather than two slices: its gradient is one concat of the two halves'
@@ -106,7 +115,27 @@ class Coupling(InvertibleLayer):
             "kernel_size": self.kernel_size,
             "batch_norm": self.batch_norm,
             "zero_init": self.zero_init,
+            "global_context": self.global_context,
         }
+
+
+@keras.saving.register_keras_serializable(package="invertible_keras")
+class GlobalContext(keras.layers.Layer):
+    """h + Dense(mean_{H,W}(h)), broadcast over H and W: a global branch inside a conv subnet.
+
+    Not invertible itself (it lives inside a coupling's f). The dense layer is zero-initialised,
+    so the branch starts switched off.
+
+    Input shape: `(batch, H, W, F)`.
+    Output shape: same as the input.
+    """
+
+    def build(self, input_shape):
+        self.dense = keras.layers.Dense(input_shape[-1], kernel_initializer="zeros", dtype=self.dtype_policy)
+        self.dense.build((input_shape[0], input_shape[-1]))
+
+    def call(self, h):
+        return h + self.dense(tf.reduce_mean(h, axis=(1, 2)))[:, None, None, :]
 
 
 @keras.saving.register_keras_serializable(package="invertible_keras")

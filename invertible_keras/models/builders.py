@@ -54,8 +54,8 @@ def dense(input_dim=100, num_classes=2, num_blocks=4, hidden_units=256, mixing=F
 
 
 def conv(input_shape=(28, 28, 1), num_classes=10, num_stages=3, blocks_per_stage=2, filters=32,
-         batch_norm=True, kernel_size=3, factor_out=False, seed=None, reversible_gradients=False,
-         dtype=None, name="firevnet_conv"):
+         batch_norm=True, kernel_size=3, factor_out=False, global_context=False, seed=None,
+         reversible_gradients=False, dtype=None, name="firevnet_conv"):
     """The convolutional fiRevNet of the MNIST experiment (appendix B.2).
 
     Every stage starts with a squeeze when its height and width are even, then runs
@@ -82,6 +82,7 @@ def conv(input_shape=(28, 28, 1), num_classes=10, num_stages=3, blocks_per_stage
             inverse uses inference statistics.
         kernel_size: kernel size of the subnets' outer convolutions.
         factor_out: factor half of the channels out after every stage but the last.
+        global_context: a global branch in every coupling subnet (`AdditiveCoupling`).
         seed: base seed of the 1x1 convolutions' random rotations (None: random).
         reversible_gradients, dtype, name: see `FiRevNet`.
     """
@@ -97,7 +98,8 @@ def conv(input_shape=(28, 28, 1), num_classes=10, num_stages=3, blocks_per_stage
             layers += [
                 ActNorm(dtype=dtype),
                 Invertible1x1Conv(seed=None if seed is None else seed + k * blocks_per_stage + b, dtype=dtype),
-                AdditiveCoupling(hidden_units=filters, kernel_size=kernel_size, batch_norm=batch_norm, dtype=dtype),
+                AdditiveCoupling(hidden_units=filters, kernel_size=kernel_size, batch_norm=batch_norm,
+                                 global_context=global_context, dtype=dtype),
             ]
         stages.append(layers)
         if factor_out and k < num_stages - 1:
@@ -172,7 +174,7 @@ def build_model(model_config):
       * dense: input_dim, num_classes, num_blocks, hidden_units, reversible_gradients,
         dtype, name (see `dense`);
       * conv: input_shape, num_classes, num_stages, blocks_per_stage, filters, batch_norm,
-        kernel_size, seed, reversible_gradients, dtype, name (see `conv`);
+        kernel_size, factor_out, global_context, seed, reversible_gradients, dtype, name (see `conv`);
       * imagenet: input_shape, num_classes, blocks_per_stage, filters, input_squeezes, clamp,
         reversible_gradients, dtype, name (see `imagenet`).
     Any other field is an error, so that a misspelt hyperparameter never goes unnoticed.

@@ -115,7 +115,8 @@ def build_network(config, example_batch):
         beta=ice.beta, gamma=ice.gamma, adversary=ice.adversary, nuisance_steps=ice.nuisance_steps,
         semantic_prior=ice.semantic_prior, nuisance_hidden_units=tuple(ice.nuisance_hidden_units),
         nuisance_dropout=ice.nuisance_dropout, num_levels=None if config.data.name == "spheres" else 256)
-    network.compile(optimizer=make_optimizer(t.optimizer, t.learning_rate, t.weight_decay, t.momentum, t.clipnorm),
+    network.compile(optimizer=make_optimizer(t.optimizer, network_learning_rate(config), t.weight_decay, t.momentum,
+                                             t.clipnorm),
                     loss=objective, jit_compile=t.jit_compile)
     return network
 
@@ -249,6 +250,24 @@ def learning_rate_schedule(train_config):
     return lambda epoch: float(base * factor ** (epoch // every)) if every else float(base)
 
 
+def network_learning_rate(config):
+    """The network optimizer's learning rate: a number, or for `train.lr_schedule="cosine"` a
+    `keras.optimizers.schedules.CosineDecay` from `train.learning_rate` to 0 over the run's
+    `train.epochs` (per step, keyed by the optimizer's restored iteration count: exact on resume).
+    """
+    t = config.train
+    if t.lr_schedule == "step":
+        return t.learning_rate
+    if t.lr_schedule != "cosine":
+        raise ValueError("`train.lr_schedule` must be 'step' (constant when lr_decay_epochs is 0) or 'cosine'. "
+                         f"Received: {t.lr_schedule!r}")
+    if t.lr_decay_epochs:
+        raise ValueError("`train.lr_schedule='cosine'` replaces the step decay: set train.lr_decay_epochs=0. "
+                         f"Received: lr_decay_epochs={t.lr_decay_epochs!r}")
+    steps = t.epochs * (t.steps_per_epoch or data.batches_per_pass(config.data))
+    return keras.optimizers.schedules.CosineDecay(t.learning_rate, decay_steps=steps)
+
+
 def train_and_evaluate(config, workdir):
     """Trains (or resumes) the run of `config` in `workdir`; returns the metrics dict.
 
@@ -300,10 +319,11 @@ def _train_and_evaluate(config, run, strategy):
                                every_steps=config.train.get("checkpoint_every_steps"), first_step_in_epoch=offset)
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.LearningRateScheduler(learning_rate_schedule(config.train)),
         saver,
         keras.callbacks.TensorBoard(run.tensorboard_dir),
     ]
+    if config.train.lr_schedule != "cosine":
+        callbacks.append(keras.callbacks.LearningRateScheduler(learning_rate_schedule(config.train)))
     if config.ice.warmup_steps:
         callbacks.append(AdversaryWarmup(*config.ice.warmup_steps))
     if len(init_x.shape) == 4 and config.train.metamer_images:

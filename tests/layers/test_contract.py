@@ -14,6 +14,8 @@ CASES = [
     ("AdditiveCoupling/dense", layers.AdditiveCoupling, {"hidden_units": 8}, VECTOR),
     ("AdditiveCoupling/conv", layers.AdditiveCoupling, {"hidden_units": 8}, IMAGE),
     ("AdditiveCoupling/conv+batchnorm", layers.AdditiveCoupling, {"hidden_units": 8, "batch_norm": True}, IMAGE),
+    ("AdditiveCoupling/conv+global_context", layers.AdditiveCoupling, {"hidden_units": 8, "global_context": True},
+     IMAGE),
     ("AffineCoupling/dense", layers.AffineCoupling, {"hidden_units": 8}, VECTOR),
     ("AffineCoupling/conv", layers.AffineCoupling, {"hidden_units": 8, "clamp": 1.5}, IMAGE),
     ("ActNorm/dense", layers.ActNorm, {}, VECTOR),

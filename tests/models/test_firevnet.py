@@ -24,6 +24,8 @@ LOG_DET_TOL = 1e-8  # float64
 VARIANTS = {
     "dense": lambda: builders.dense(hidden_units=32),
     "conv": lambda: builders.conv(blocks_per_stage=2, filters=16, batch_norm=True, seed=0),
+    "conv+global_context": lambda: builders.conv(blocks_per_stage=1, filters=16, batch_norm=False,
+                                                 global_context=True, seed=0),
     "imagenet64": lambda: builders.imagenet(input_shape=(64, 64, 3), blocks_per_stage=1, filters=8),
 }
 
@@ -88,9 +90,10 @@ def test_the_factored_half_is_the_one_the_last_coupling_changed():
     z = model.forward_and_log_det(x, training=False)[0]
     factored = tf.reshape(z[:, 196:588], [2, 14, 14, 2])
     assert isinstance(stage.layers[-1], layers.AdditiveCoupling)
-    assert float(tf.reduce_max(tf.abs(factored - h[..., 2:]))) > 1e-3  # changed by the coupling
-    y1 = stage(x)
-    np.testing.assert_array_equal(y1[..., 2:], h[..., :2])  # the untouched half stays in the network
+    y1 = stage.layers[-1](h)  # [x2 + f(x1), x1]: the changed half first
+    np.testing.assert_array_equal(factored, y1[..., :2])  # the changed half leaves into z
+    assert float(tf.reduce_max(tf.abs(factored - h[..., 2:]))) > 1e-3  # and the coupling did change it
+    np.testing.assert_array_equal(stage(x)[..., 2:], h[..., :2])  # the untouched half stays in the network
 
 
 def test_the_default_28x28_layout_reads_every_logit_from_a_dc_component():
@@ -171,7 +174,7 @@ def test_imagenet_224_shapes_and_parameter_count():
 
 
 def test_keras_save_load_gives_identical_logits(tmp_path):
-    model = builders.conv(blocks_per_stage=1, filters=16, batch_norm=True, seed=0)
+    model = builders.conv(blocks_per_stage=1, filters=16, batch_norm=True, global_context=True, seed=0)
     x, y = make_inputs(model, batch_size=8)
     train_a_few_steps(model, x, y, steps=2)  # also moves the batch-norm moving statistics
     model.compile(optimizer="adam", loss=Objective("ice", nuisance_hidden_units=(8,)))

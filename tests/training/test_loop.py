@@ -204,3 +204,37 @@ def test_a_workdir_of_another_config_is_refused_naming_the_fields(tmp_path):
                              r"train\.loss='ice' there, 'ce' now\)") as error:
         loop.train_and_evaluate(config, str(tmp_path))
     assert "\n" not in str(error.value)
+
+
+def test_cosine_learning_rate_falls_from_the_base_to_zero_over_the_run_and_resumes_on_its_curve(tmp_path):
+    config = smoke.get_config()
+    config.train.lr_schedule = "cosine"
+    config.train.epochs, config.train.steps_per_epoch, config.train.learning_rate = 2, 5, 1e-2
+    network = loop.build_network(config, next(iter(data.load_dataset(config.data, "train", training=True)))[0])
+    # A schedule: its value follows the optimizer's iterations, which a checkpoint restores.
+    for step, expected in ((0, 1e-2), (5, 5e-3), (10, 0.0)):
+        network.optimizer.iterations.assign(step)
+        np.testing.assert_allclose(float(network.optimizer.learning_rate), expected, atol=1e-9)
+    config.train.lr_decay_epochs = 3
+    with pytest.raises(ValueError, match="replaces the step decay"):
+        loop.network_learning_rate(config)
+    config.train.lr_schedule = "linear"
+    with pytest.raises(ValueError, match="'step' .* or 'cosine'. Received: 'linear'"):
+        loop.network_learning_rate(config)
+
+
+def test_every_ice_field_of_the_config_reaches_the_objective():
+    config = smoke.get_config()
+    config.train.loss = "ce_mle"
+    ice = config.ice
+    ice.beta, ice.gamma, ice.adversary, ice.nuisance_steps = 0.7, 0.2, "negative", 3
+    ice.semantic_prior, ice.nuisance_hidden_units, ice.nuisance_dropout = "standard", (16, 8), 0.25
+    ice.nuisance_learning_rate = 3e-4
+    objective = loop.build_network(config, next(iter(data.load_dataset(config.data, "train", training=True)))[0]).objective
+    assert (objective.kind, objective.beta, objective.gamma, objective.adversary, objective.nuisance_steps) == (
+        "ce_mle", 0.7, 0.2, "negative", 3)
+    assert objective.prior.semantic == "standard" and objective.nuisance_hidden_units == (16, 8)
+    assert objective.nuisance_dropout == 0.25
+    np.testing.assert_allclose(float(objective.nuisance_optimizer.learning_rate), 3e-4)
+    widths = [layer.units for layer in objective.nuisance_classifier.layers if hasattr(layer, "units")]
+    assert widths[:2] == [16, 8]

@@ -128,10 +128,12 @@ def test_ice_terms_match_hand_computation(adversary):
         assert sorted(picked) == sorted(y)
 
 
-def test_shuffled_labels_are_a_real_permutation():
+@pytest.mark.parametrize("seed", [None, (0, 7)], ids=["stateful", "seeded (the Objective's path)"])
+def test_shuffled_labels_are_a_real_permutation(seed):
     labels = tf.constant(np.arange(64) % 4, tf.int32)
     confident = 30.0 * tf.one_hot(labels, 4)  # CE against the true labels is ~0
-    adversary = losses.adversary(labels, confident, "shuffled").numpy()
+    seed = None if seed is None else tf.constant(seed, tf.int64)
+    adversary = losses.adversary(labels, confident, "shuffled", seed=seed).numpy()
     moved = adversary > 1.0
     assert 0.5 < moved.mean() < 1.0, "the shuffle kept (almost) every label in place"
 
