@@ -23,7 +23,7 @@ setup(
         "tensorboard",
     ],
     extras_require={
-        "test": ["pytest"],
+        "test": ["pytest", "setuptools"],
         # bench/peer_freia.py only; torch pinned to the CPU wheel (a range pulls CUDA builds).
         "bench": ["torch==2.13.0", "FrEIA", "scipy"],
     },

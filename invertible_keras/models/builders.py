@@ -5,7 +5,7 @@
   * `imagenet` ("imagenet", fiRevNet48, appendix B.3)
 
 Each returns a `FiRevNet` (`models/firevnet.py`: the multi-scale chain and its readout) built
-from the stages it lists; `FiRevNet.dense`, `.conv` and `.imagenet` are aliases.
+from the stages it lists.
 """
 
 import inspect
@@ -69,8 +69,9 @@ def conv(input_shape=(28, 28, 1), num_classes=10, num_stages=3, blocks_per_stage
     pixels, so `decode` and metamers return images in the data's own space. Without
     factoring out (the default) the stages are 14x14x4 -> 7x7x16 -> 7x7x16 and the 10
     logits are 10 of the 16 DC components; factoring out would leave a 7x7x4 last stage
-    with only 4. 32x32 inputs with factoring out give the authors' layout (16x16x4 ->
-    8x8x8 -> 4x4x16). RESULTS.md compares the layouts.
+    with only 4 (factoring out after stage 1 only, a 7x7x8 one with 8), so at 28x28 it is the
+    only layout that reads every logit from a DC component without padding. 32x32 inputs
+    with factoring out give the authors' layout (16x16x4 -> 8x8x8 -> 4x4x16).
 
     Args:
         input_shape: `(H, W, C)` of one image.
