@@ -116,6 +116,16 @@ class RunDir:
         """The path prefix of the newest complete checkpoint, or None."""
         return tf.train.latest_checkpoint(self.checkpoint_dir(strategy))
 
+    def newest_readable_checkpoint(self):
+        """The newest checkpoint whose every tensor reads (unreadable ones skipped with a warning), or None."""
+        state = tf.train.get_checkpoint_state(self.checkpoint_dir())
+        for path in reversed(list(state.all_model_checkpoint_paths) if state else []):
+            problem = _unreadable(path)
+            if not problem:
+                return path
+            logging.warning("Checkpoint %s is unreadable (%s); trying the one before it.", path, problem)
+        return None
+
     @contextlib.contextmanager
     def lock(self):
         """Holds the workdir for this process while the block runs: one writer per run.

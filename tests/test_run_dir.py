@@ -108,6 +108,20 @@ def test_an_unreadable_checkpoint_is_skipped_for_the_one_before_it(tmp_path, cap
         run_dir.restore_newest_readable(checkpoint, [older, newer], tmp_path)
 
 
+def test_evaluation_takes_the_newest_readable_checkpoint_of_a_run(tmp_path, caplog):
+    run = run_dir.RunDir(tmp_path)
+    network = _network()
+    manager = tf.train.CheckpointManager(run_dir.network_checkpoint(network), run.checkpoint_dir(), max_to_keep=3)
+    older, newer = manager.save(checkpoint_number=1), manager.save(checkpoint_number=2)
+    assert run.newest_readable_checkpoint() == newer
+    _truncate_data(newer)
+    with caplog.at_level("WARNING"):
+        assert run.newest_readable_checkpoint() == older
+    assert f"{newer} is unreadable" in caplog.text
+    _truncate_data(older)
+    assert run.newest_readable_checkpoint() is None
+
+
 def test_the_workdir_lock_refuses_a_second_holder_and_is_released(tmp_path):
     run = run_dir.RunDir(tmp_path)
     with run.lock():

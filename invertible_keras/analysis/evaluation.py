@@ -127,10 +127,10 @@ def load_run(workdir, source="auto"):
 
 
 def _network_from_checkpoint(config, run):
-    latest = run.latest_checkpoint()
+    latest = run.newest_readable_checkpoint()
     if latest is None:
-        raise FileNotFoundError(f"No checkpoint in {run.checkpoint_dir()!r} and no export beside it; train the run "
-                                "first.")
+        raise FileNotFoundError(f"No readable checkpoint in {run.checkpoint_dir()!r} and no export beside it; train "
+                                "the run first.")
     network = run_dir.restore_network(build_model(config.model), latest)
     return network_lib.Network.from_model(network, source=f"checkpoint:{latest}")
 
