@@ -119,12 +119,7 @@ class RunDir:
     def newest_readable_checkpoint(self):
         """The newest checkpoint whose every tensor reads (unreadable ones skipped with a warning), or None."""
         state = tf.train.get_checkpoint_state(self.checkpoint_dir())
-        for path in reversed(list(state.all_model_checkpoint_paths) if state else []):
-            problem = _unreadable(path)
-            if not problem:
-                return path
-            logging.warning("Checkpoint %s is unreadable (%s); trying the one before it.", path, problem)
-        return None
+        return _newest_readable(state.all_model_checkpoint_paths if state else [], [])
 
     @contextlib.contextmanager
     def lock(self):
@@ -353,26 +348,33 @@ def restore_newest_readable(checkpoint, paths, directory):
         NoReadableCheckpointError: when no checkpoint of `paths` can be read.
     """
     unreadable = []
+    path = _newest_readable(paths, unreadable)
+    if path is None:
+        if unreadable:
+            raise NoReadableCheckpointError(
+                f"No checkpoint in {directory} is readable ({'; '.join(unreadable)}): move the directory aside to "
+                "start the run over.")
+        return None
+    try:
+        checkpoint.restore(path).assert_existing_objects_matched()
+    except (ValueError, AssertionError, tf.errors.InvalidArgumentError) as error:
+        raise WorkdirConfigMismatchError(
+            f"{path} does not fit the model of this config ({str(error).splitlines()[0]}); use another "
+            "--workdir or the config that made it.") from error
+    if unreadable:
+        logging.warning("Resumed from %s: the newer checkpoints were unreadable, their steps are trained again.", path)
+    return path
+
+
+def _newest_readable(paths, unreadable):
+    """The newest of `paths` (oldest first) whose every tensor reads, or None; each unreadable newer
+    one is warned about and appended to the list `unreadable` as "name: problem"."""
     for path in reversed(list(paths)):
         problem = _unreadable(path)
-        if problem:
-            logging.warning("Checkpoint %s is unreadable (%s); trying the one before it.", path, problem)
-            unreadable.append(f"{os.path.basename(path)}: {problem}")
-            continue
-        try:
-            checkpoint.restore(path).assert_existing_objects_matched()
-        except (ValueError, AssertionError, tf.errors.InvalidArgumentError) as error:
-            raise WorkdirConfigMismatchError(
-                f"{path} does not fit the model of this config ({str(error).splitlines()[0]}); use another "
-                "--workdir or the config that made it.") from error
-        if unreadable:
-            logging.warning("Resumed from %s: the newer checkpoints were unreadable, their steps are trained again.",
-                            path)
-        return path
-    if unreadable:
-        raise NoReadableCheckpointError(
-            f"No checkpoint in {directory} is readable ({'; '.join(unreadable)}): move the directory aside to "
-            "start the run over.")
+        if not problem:
+            return path
+        logging.warning("Checkpoint %s is unreadable (%s); trying the one before it.", path, problem)
+        unreadable.append(f"{os.path.basename(path)}: {problem}")
     return None
 
 
