@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from bench.peer_freia import INPUT_SHAPE, NUM_CLASSES, SIZES, RemoteCase  # noqa: E402
+from bench.peer_freia import INPUT_SHAPE, NUM_CLASSES, SIZES, RemoteCase, ours_step, parse_threads  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -73,7 +73,7 @@ def main():
         for size in sizes:
             couplings, filters = SIZES[size]
             for side in ("before", "after"):
-                remotes[f"{side} {size}"] = RemoteCase("ours", couplings, filters, x, y, args.seed,
+                remotes[f"{side} {size}"] = RemoteCase(ours_step, couplings, filters, x, y, args.seed, parse_threads("auto"),
                                                        root=roots[side])
         results = run_cases({name: (lambda r=remote: r.step) for name, remote in remotes.items()}, args)
         for remote in remotes.values():

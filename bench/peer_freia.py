@@ -59,7 +59,9 @@ def parse_args():
     parser.add_argument("--freia_coupling", choices=("one_sided", "nice"), default="one_sided")
     parser.add_argument("--torch_threads", default="1,2",
                         help="comma-separated torch thread counts, one FrEIA case each; ratios against the fastest")
-    parser.add_argument("--tf_threads", type=int, default=0, help="TensorFlow intra- and inter-op threads (0: default)")
+    parser.add_argument("--tf_threads", default="auto",
+                        help="TensorFlow inter-op,intra-op threads, e.g. 2,1 (0: TensorFlow's default); auto: "
+                             "the binaries' default (train/threads.py)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
@@ -69,16 +71,29 @@ def parse_args():
 # and torch's thread pools in one process compete for the same cores (measured: FrEIA 20x slower
 # next to an idle TensorFlow runtime), while a process waiting on its pipe leaves the cores free.
 
-def build_ours(couplings, filters, x, y, seed, threads=0):
+def parse_threads(text):
+    """"INTER,INTRA" or "auto" (the binaries' default) -> (inter, intra), 0 meaning TensorFlow's default."""
+    if text == "auto":
+        from train.threads import auto_threads
+
+        return auto_threads()
+    try:
+        inter, intra = (int(t) for t in text.split(","))
+    except ValueError:
+        raise SystemExit(f"Expected threads as INTER,INTRA (two integers, 0: TensorFlow's default). "
+                         f"Received: {text!r}") from None
+    return inter, intra
+
+
+def build_ours(couplings, filters, x, y, seed, threads=(0, 0)):
     """Our fiRevNet, ActNorm-initialised on `x` and compiled as a plain Keras classifier."""
     import keras
     import tensorflow as tf
 
     from invertible_keras.models import builders
+    from train.threads import set_threads
 
-    if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    set_threads(*threads)
     tf.get_logger().setLevel("ERROR")
     keras.utils.set_random_seed(seed)
     model = builders.conv(INPUT_SHAPE, NUM_CLASSES, blocks_per_stage=couplings, filters=filters,
@@ -95,7 +110,7 @@ def ours_step(couplings, filters, x, y, seed, threads):
 
     model = build_ours(couplings, filters, x, y, seed, threads)
     params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    info = f"TensorFlow {tf.__version__} ({threads or 'default'} threads), Keras {keras.__version__}"
+    info = f"TensorFlow {tf.__version__} (inter-op, intra-op threads {threads}; 0: default), Keras {keras.__version__}"
     return params, info, lambda: model.train_on_batch(x, y)
 
 
@@ -125,18 +140,16 @@ def freia_step(couplings, filters, x, y, seed, coupling, threads):
     return params, info, step
 
 
-def _worker(conn, side, couplings, filters, x, y, seed, coupling, threads, root):
-    """Builds one side, reports (params, info, first step's result), then steps per message until None.
+def _worker(conn, make_step, args, root):
+    """Runs `make_step(*args)` -> (params, info, step), reports (params, info, first step's result),
+    then steps per message until None.
 
     `root`: a directory put first on sys.path, so that `invertible_keras` is imported from it
     (`bench/ab_step.py` runs two versions of the library this way).
     """
     if root:
         sys.path.insert(0, root)
-    if side == "ours":
-        params, info, step = ours_step(couplings, filters, x, y, seed, threads)
-    else:
-        params, info, step = freia_step(couplings, filters, x, y, seed, coupling, threads)
+    params, info, step = make_step(*args)
     conn.send((params, info, step()))
     while conn.recv() is not None:
         start = time.process_time()
@@ -147,11 +160,11 @@ def _worker(conn, side, couplings, filters, x, y, seed, coupling, threads, root)
 class RemoteCase:
     """A case of `run_cases` whose steps run in a spawned process (see above)."""
 
-    def __init__(self, side, couplings, filters, x, y, seed, coupling="one_sided", threads=0, root=None):
+    def __init__(self, make_step, *args, root=None):
+        """`make_step`: a module-level function, `make_step(*args)` -> (params, info, step)."""
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
-        self.process = context.Process(
-            target=_worker, args=(child, side, couplings, filters, x, y, seed, coupling, threads, root), daemon=True)
+        self.process = context.Process(target=_worker, args=(child, make_step, args, root), daemon=True)
         self.process.start()
         self.params, self.info, self.first_result = self.conn.recv()
         self.cpu_seconds = []  # per step
@@ -181,10 +194,12 @@ def main():
     remotes = {}
     for size in sizes:
         couplings, filters = SIZES[size]
-        sides = [("ours", f"ours {size}", args.tf_threads)]
-        sides += [("FrEIA", f"FrEIA {size} {t}t", t) for t in torch_threads]
-        for side, name, threads in sides:
-            remotes[name] = RemoteCase(side, couplings, filters, x, y, args.seed, args.freia_coupling, threads)
+        remotes[f"ours {size}"] = RemoteCase(ours_step, couplings, filters, x, y, args.seed,
+                                             parse_threads(args.tf_threads))
+        for t in torch_threads:
+            remotes[f"FrEIA {size} {t}t"] = RemoteCase(freia_step, couplings, filters, x, y, args.seed,
+                                                       args.freia_coupling, t)
+        for name in [f"ours {size}"] + [f"FrEIA {size} {t}t" for t in torch_threads]:
             print(f"  {name}: {remotes[name].params:,} trainable parameters", file=sys.stderr, flush=True)
     results = run_cases({name: (lambda r=remote: r.step) for name, remote in remotes.items()}, args)
     for remote in remotes.values():
