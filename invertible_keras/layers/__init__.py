@@ -6,6 +6,7 @@ from invertible_keras.layers.conv1x1 import Invertible1x1Conv
 from invertible_keras.layers.coupling import AdditiveCoupling, AffineCoupling, Coupling
 from invertible_keras.layers.dct import DCTPooling
 from invertible_keras.layers.factor_out import FactorOut
+from invertible_keras.layers.semantic_coupling import SemanticCoupling
 from invertible_keras.layers.sequential import InvertibleSequential
 from invertible_keras.layers.squeeze import Squeeze
 
@@ -19,5 +20,6 @@ __all__ = [
     "Invertible1x1Conv",
     "InvertibleLayer",
     "InvertibleSequential",
+    "SemanticCoupling",
     "Squeeze",
 ]

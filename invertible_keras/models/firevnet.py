@@ -8,15 +8,17 @@ leave the network after every stage but the last:
     h_0 = x
     y_k = S_k(h_{k-1})
     n_k = y_k[..., :c_k / 2],   h_k = y_k[..., c_k / 2:]          (k < K)
-    z   = [R(y_K), flat(n_1), ..., flat(n_{K-1})]
+    z   = H([R(y_K), flat(n_1), ..., flat(n_{K-1})])
 
 n_k, the half that leaves, is the half the stage's last coupling changed (a coupling returns
 [x2 + f(x1), x1]), as in Glow and the authors' code: the untouched half x1 stays in the network.
 R is the readout of the last stage: `DCTPooling` for images (an orthonormal 2D DCT whose first
 entries are the DC components, i.e. an invertible global average pooling) and the identity for
-vectors. Splitting, flattening, concatenation and the DCT are orthonormal, so
+vectors. H is the optional `head`, an invertible layer on flat z (`layers.SemanticCoupling`,
+which couples the logits with the nuisances), the identity by default. Splitting, flattening,
+concatenation and the DCT are orthonormal, so
 
-    log|det dz/dx| = sum_k log|det J_{S_k}(h_{k-1})|.
+    log|det dz/dx| = sum_k log|det J_{S_k}(h_{k-1})| + log|det J_H|.
 
 There is no final linear layer: the logits are the first C entries of z (the semantic variables
 z_s) and the classifier is argmax softmax(z_s); z_n = z[:, C:] are the nuisances the classifier
@@ -54,6 +56,8 @@ class FiRevNet(keras.Model):
         factor_out: whether half of the channels leave the network after every stage but the
             last (the multi-scale structure). The half that leaves is the first one, which the
             stage's last coupling changed.
+        head: an `InvertibleLayer` on flat z of shape `(batch, latent_dim)`, applied last
+            (e.g. `layers.SemanticCoupling(split=num_classes)`); None: the identity.
         reversible_gradients: build every stage as a
             `invertible_keras.layers.reversible.ReversibleSequential`, which rebuilds its
             inputs from its outputs in the backward pass instead of storing activations.
@@ -66,7 +70,7 @@ class FiRevNet(keras.Model):
         `forward_and_log_det`, with `latent_dim` = prod(input_shape).
     """
 
-    def __init__(self, stages, input_shape, num_classes, factor_out=True, reversible_gradients=False,
+    def __init__(self, stages, input_shape, num_classes, factor_out=True, head=None, reversible_gradients=False,
                  **kwargs):
         super().__init__(**kwargs)
         stages = [list(stage) for stage in stages]
@@ -95,6 +99,7 @@ class FiRevNet(keras.Model):
             stage_cls = InvertibleSequential
         self.stages = [stage_cls(layers, name=f"stage_{k + 1}", dtype=self.dtype_policy)
                        for k, layers in enumerate(stages)]
+        self.head = head
         self._build_stages()
 
     # ------------------------------------------------------------------ structure
@@ -128,6 +133,10 @@ class FiRevNet(keras.Model):
                 f"`num_classes`={self.num_classes} logits do not fit in the readout of the last stage "
                 f"(output shape {shape}, {self._part_sizes[0]} entries)."
             )
+        if self.head is not None:
+            if not self.head.built:  # a deserialised head comes built
+                self.head.build((None, self.latent_dim))
+            self.head._check_shape((None, self.latent_dim), self.head._built_input_shape, "input")
         self.built = True
 
     @property
@@ -175,7 +184,11 @@ class FiRevNet(keras.Model):
                 factored.append(z_part)
         # The readout is orthonormal (log-det 0) or the identity.
         readout = self.readout.forward_and_log_det(h)[0] if self.readout is not None else h
-        return tf.concat([readout] + factored, axis=-1), log_det
+        z = tf.concat([readout] + factored, axis=-1)
+        if self.head is not None:
+            z, head_log_det = self.head.forward_and_log_det(z, training=training)
+            log_det += head_log_det
+        return z, log_det
 
     def call(self, x, training=None):
         """Logits z_s = z[:, :num_classes]; there is no final linear layer."""
@@ -239,9 +252,11 @@ class FiRevNet(keras.Model):
                 f"FiRevNet '{self.name}' expects z of shape (batch, {self.latent_dim}). "
                 f"Received z shape {tuple(z.shape)}."
             )
+        log_det = tf.zeros(tf.shape(z)[:1], z.dtype)
+        if self.head is not None:
+            z, log_det = self.head.inverse_and_log_det(z)
         parts = tf.split(z, self._part_sizes, axis=-1)
         h = self.readout.inverse(parts[0]) if self.readout is not None else parts[0]
-        log_det = tf.zeros(tf.shape(z)[:1], z.dtype)
         for k in reversed(range(len(self.stages))):
             if k < len(self.factor_outs):
                 h = self.factor_outs[k].inverse((h, parts[k + 1]))
@@ -317,6 +332,7 @@ class FiRevNet(keras.Model):
             "input_shape": list(self.input_shape),
             "num_classes": self.num_classes,
             "factor_out": self.factor_out,
+            "head": None if self.head is None else keras.saving.serialize_keras_object(self.head),
             "reversible_gradients": self.reversible_gradients,
         }
 
@@ -325,6 +341,8 @@ class FiRevNet(keras.Model):
         config = dict(config)
         config["stages"] = [[keras.saving.deserialize_keras_object(layer) for layer in stage]
                             for stage in config["stages"]]
+        if config.get("head") is not None:
+            config["head"] = keras.saving.deserialize_keras_object(config["head"])
         return cls(**config)
 
     def get_build_config(self):

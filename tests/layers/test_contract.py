@@ -23,6 +23,9 @@ CASES = [
     ("Invertible1x1Conv/dense", layers.Invertible1x1Conv, {"seed": 1}, VECTOR),
     ("Invertible1x1Conv/conv", layers.Invertible1x1Conv, {"seed": 1}, IMAGE),
     ("DCTPooling", layers.DCTPooling, {}, IMAGE),
+    ("SemanticCoupling", layers.SemanticCoupling, {"split": 2, "hidden_units": 8}, VECTOR),
+    ("SemanticCoupling/write_only", layers.SemanticCoupling,
+     {"split": 2, "hidden_units": 8, "read_nuisances": False}, VECTOR),
 ]
 
 

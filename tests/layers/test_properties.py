@@ -92,6 +92,27 @@ def test_new_coupling_is_identity(cls, shape):
     np.testing.assert_array_equal(log_det, 0.0)
 
 
+def test_semantic_coupling_is_identity_when_new_and_moves_the_logits_only_through_h():
+    x = images(4, 6)
+    layer = layers.SemanticCoupling(split=2, hidden_units=8)
+    y, log_det = layer.forward_and_log_det(x)
+    np.testing.assert_array_equal(y, x)  # no swap: the logits stay first
+    np.testing.assert_array_equal(log_det, 0.0)
+    perturb_weights(layer.nuisance_subnet)  # g only: s' = s, n' = n + g(s)
+    y = layer(x).numpy()
+    np.testing.assert_array_equal(y[:, :2], x[:, :2])
+    np.testing.assert_allclose(y[:, 2:], x[:, 2:] + layer.nuisance_subnet(x[:, :2]).numpy(), rtol=1e-6)
+
+
+def test_semantic_coupling_needs_a_flat_input_wider_than_its_split():
+    with pytest.raises(ValueError, match="needs more than 6 features"):
+        layers.SemanticCoupling(split=6).forward_and_log_det(images(2, 6))
+    with pytest.raises(ValueError, match="expects input of rank 2"):
+        layers.SemanticCoupling(split=2).forward_and_log_det(images(2, 4, 4, 4))
+    with pytest.raises(ValueError, match="`split` must be a positive integer"):
+        layers.SemanticCoupling(split=0)
+
+
 def test_affine_scale_stays_within_bound_for_extreme_inputs():
     layer = layers.AffineCoupling(hidden_units=8, clamp=1.5)
     x = images(4, 8)

@@ -26,6 +26,8 @@ VARIANTS = {
     "conv": lambda: builders.conv(blocks_per_stage=2, filters=16, batch_norm=True, seed=0),
     "conv+global_context": lambda: builders.conv(blocks_per_stage=1, filters=16, batch_norm=False,
                                                  global_context=True, seed=0),
+    "conv+semantic_head": lambda: builders.conv(blocks_per_stage=1, filters=8, batch_norm=False,
+                                                semantic_head_units=16, seed=0),
     "imagenet64": lambda: builders.imagenet(input_shape=(64, 64, 3), blocks_per_stage=1, filters=8),
 }
 
@@ -34,18 +36,29 @@ def couplings(model):
     return [l for stage in model.stages for l in stage.layers if isinstance(l, layers.Coupling)]
 
 
+def zero_initialised_layers(model):
+    """The last layer of every coupling subnet, the head's included: zero until trained."""
+    last = [c.subnet.layers[-1] for c in couplings(model)]
+    if model.head is not None:
+        last += [model.head.nuisance_subnet.layers[-1], model.head.semantic_subnet.layers[-1]]
+    return last
+
+
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
 def trained(request):
     model = VARIANTS[request.param]()
     x, y = make_inputs(model)
-    return request.param, train_a_few_steps(model, x, y), x
+    train_a_few_steps(model, x, y)
+    if model.head is not None:  # CE moves h only; g (into z_n) trains under the likelihood
+        perturb_weights(model.head.nuisance_subnet)
+    return request.param, model, x
 
 
 def test_round_trip_after_training(trained):
     name, model, x = trained
     # Training moved every zero-initialised last subnet layer: the model is not the identity.
-    for coupling in couplings(model):
-        assert np.abs(keras.ops.convert_to_numpy(coupling.subnet.layers[-1].kernel)).max() > 1e-3
+    for layer in zero_initialised_layers(model):
+        assert np.abs(keras.ops.convert_to_numpy(layer.kernel)).max() > 1e-3
 
     z, log_det = model.forward_and_log_det(x, training=False)
     assert z.shape == (x.shape[0], math.prod(x.shape[1:])) == (x.shape[0], model.latent_dim)
@@ -128,11 +141,12 @@ def test_dense_log_det_equals_slogdet_of_jacobian():
     np.testing.assert_allclose(log_det, 0.0)  # additive couplings only: volume preserving
 
 
-def test_conv_log_det_equals_slogdet_of_jacobian():
+@pytest.mark.parametrize("head_units", [0, 8])
+def test_conv_log_det_equals_slogdet_of_jacobian(head_units):
     # 8x8x1 -> 4x4x4 -> 2x2x8 -> 1x1x16: small enough for a 64x64 Jacobian, with ActNorm and
     # 1x1 convolutions contributing a non-zero log-det.
     model = builders.conv(input_shape=(8, 8, 1), num_classes=4, blocks_per_stage=1, filters=8, seed=0,
-                          dtype="float64")
+                          semantic_head_units=head_units, dtype="float64")
     x = np.random.default_rng(2).uniform(0, 1, (3, 8, 8, 1))
     model.initialize(x)
     perturb_weights(model, scale=0.1)
@@ -174,7 +188,8 @@ def test_imagenet_224_shapes_and_parameter_count():
 
 
 def test_keras_save_load_gives_identical_logits(tmp_path):
-    model = builders.conv(blocks_per_stage=1, filters=16, batch_norm=True, global_context=True, seed=0)
+    model = builders.conv(blocks_per_stage=1, filters=16, batch_norm=True, global_context=True,
+                          semantic_head_units=8, seed=0)
     x, y = make_inputs(model, batch_size=8)
     train_a_few_steps(model, x, y, steps=2)  # also moves the batch-norm moving statistics
     model.compile(optimizer="adam", loss=Objective("ice", nuisance_hidden_units=(8,)))
