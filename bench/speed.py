@@ -61,6 +61,9 @@ def parse_args():
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls after the first one")
     parser.add_argument("--resnet_width", type=int, default=0, help="0: match the fiRevNet's parameters")
     parser.add_argument("--no_xla", action="store_true", help="skip the jit_compile=True cases")
+    parser.add_argument("--tf_threads", default="auto",
+                        help="TensorFlow inter-op,intra-op threads, e.g. 2,1 (0: TensorFlow's default); auto: "
+                             "the binaries' default (train/threads.py)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
@@ -190,6 +193,10 @@ def paired_ratios(results, slow, fast):
 
 def main():
     args = parse_args()
+    from bench.peer_freia import parse_threads
+    from train.threads import set_threads
+
+    set_threads(*parse_threads(args.tf_threads))  # before any op runs
     tf.get_logger().setLevel("ERROR")  # every case traces its own step: retracing warnings are expected
     keras.utils.set_random_seed(args.seed)
     x = tf.random.stateless_uniform((args.batch, 28, 28, 1), seed=(args.seed, 0))
