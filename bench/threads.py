@@ -104,7 +104,10 @@ def main():
                 print(f"| {case} | {label} {threads} | failed: {results[key]} | | | |")
                 continue
             rate = statistics.median(results[key][1])
-            ratios = paired_ratios(results, (case, base), key) if not isinstance(results[(case, base)], str) else [0]
+            if isinstance(results[(case, base)], str):  # no baseline to pair with
+                print(f"| {case} | {label} {threads} | {rate:.2f} | baseline failed | | {remotes[key].first_result:.6f} |")
+                continue
+            ratios = paired_ratios(results, (case, base), key)
             print(f"| {case} | {label} {threads} | {rate:.2f} | {statistics.median(ratios):.2f}x | "
                   f"{min(ratios):.2f} - {max(ratios):.2f} | {remotes[key].first_result:.6f} |")
 

@@ -50,7 +50,7 @@ class ActNorm(InvertibleLayer):
         x = to_tensor(self, x)
         if not self.built:
             self.build(x.shape)
-        self._check_shape(x.shape, self._built_input_shape, "input")
+        self.check_input_shape(x.shape)
         if self.is_initialized:
             return
         mean, var = tf.nn.moments(x, axes=list(range(len(x.shape) - 1)))

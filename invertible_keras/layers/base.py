@@ -48,15 +48,19 @@ class InvertibleLayer(keras.layers.Layer):
         self._built_input_shape = (None,) + input_shape[1:]  # any batch size
 
     def call(self, x, training=None):
-        self._check_shape(x.shape, self._built_input_shape, "input")
+        self.check_input_shape(x.shape)
         return self._forward(x, training)[0]
+
+    def check_input_shape(self, shape):
+        """Raises a ValueError unless `shape` fits the forward input this layer was built for."""
+        self._check_shape(shape, self._built_input_shape, "input")
 
     def forward_and_log_det(self, x, training=None):
         """Returns `(y, log|det dy/dx|)`, the log-det of shape `(batch,)`."""
         x = to_tensor(self, x)
         if not self.built:
             self.build(x.shape)
-        self._check_shape(x.shape, self._built_input_shape, "input")
+        self.check_input_shape(x.shape)
         return self._forward(x, training)
 
     def inverse_and_log_det(self, y):

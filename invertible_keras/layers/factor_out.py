@@ -58,7 +58,7 @@ class FactorOut(InvertibleLayer):
         x = to_tensor(self, x)
         if not self.built:
             self.build(x.shape)
-        self._check_shape(x.shape, self._built_input_shape, "input")
+        self.check_input_shape(x.shape)
         drop = x.shape[-1] - self.kept_channels
         return (x[..., drop:], tf.reshape(x[..., :drop], [-1, self.factored_size])), zeros_log_det(x)
 

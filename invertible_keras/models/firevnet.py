@@ -136,7 +136,7 @@ class FiRevNet(keras.Model):
         if self.head is not None:
             if not self.head.built:  # a deserialised head comes built
                 self.head.build((None, self.latent_dim))
-            self.head._check_shape((None, self.latent_dim), self.head._built_input_shape, "input")
+            self.head.check_input_shape((None, self.latent_dim))
         self.built = True
 
     @property
