@@ -102,7 +102,8 @@ def dct_readout_basis(height, width):
 class FreiaFiRevNet(nn.Module):
     """The builders.conv layout as a FrEIA GraphINN; `forward` returns the logits."""
 
-    def __init__(self, couplings, filters, input_shape=(28, 28, 1), num_classes=10, coupling="one_sided", seed=0):
+    def __init__(self, couplings, filters, input_shape=(28, 28, 1), num_classes=10, coupling="one_sided", seed=0,
+                 factor_out=False):
         super().__init__()
         if coupling not in ("one_sided", "nice"):
             raise ValueError(f"`coupling` must be 'one_sided' or 'nice'. Received: coupling={coupling!r}")
@@ -121,7 +122,7 @@ class FreiaFiRevNet(nn.Module):
                 nodes.append(Ff.Node(nodes[-1], LU1x1Conv, {"seed": seed + stage * couplings + step}))
                 block = AdditiveCouplingOneSided if coupling == "one_sided" else Fm.NICECouplingBlock
                 nodes.append(Ff.Node(nodes[-1], block, {"subnet_constructor": make_subnet}))
-            if stage < 2:  # factor out the second half, keep the first
+            if factor_out and stage < 2:  # factor out the second half, keep the first
                 split = Ff.Node(nodes[-1], Fm.Split, {"n_sections": 2, "dim": 0})
                 nodes.append(split)
                 outputs.append(Ff.OutputNode((split, 1), name=f"factored_{stage + 1}"))

@@ -51,7 +51,7 @@ from absl import logging  # noqa: E402
 from configs import fashion_mnist  # noqa: E402
 from invertible_keras import data, metamers  # noqa: E402
 from invertible_keras.models import build_model  # noqa: E402
-from invertible_keras.training.loop import make_optimizer  # noqa: E402
+from invertible_keras.training.optimizers import make_optimizer  # noqa: E402
 
 
 def parse_args():

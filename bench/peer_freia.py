@@ -1,12 +1,13 @@
 """CE training throughput of our conv fiRevNet against the same network in FrEIA (PyTorch).
 
 Both sides build the network of `builders.conv(blocks_per_stage=n, filters=f,
-batch_norm=False)` on 28x28x1 inputs:
+batch_norm=False)` on 28x28x1 inputs (the library's default layout, no factor-out, so every
+logit is a DC component):
 
-    stage 1: squeeze 28x28x1 -> 14x14x4, n steps; half of the channels factored out (14x14x2)
-    stage 2: squeeze -> 7x7x8, n steps; half factored out (7x7x4)
-    stage 3: 7x7x4 (odd size: no squeeze), n steps; readout = orthonormal 2D DCT, logits =
-             its 10 lowest-frequency entries (4 DC components first)
+    stage 1: squeeze 28x28x1 -> 14x14x4, n steps
+    stage 2: squeeze 14x14x4 -> 7x7x16, n steps
+    stage 3: 7x7x16 (odd size: no squeeze), n steps; readout = orthonormal 2D DCT, logits =
+             10 of its 16 DC components
     step   = ActNorm -> invertible 1x1 conv (LU: P L (U + diag s)) -> additive coupling
              y = [x2 + f(x1), x1],  f = conv3x3(f) - ReLU - conv1x1(f) - ReLU - conv3x3,
              last conv zero-initialised
@@ -16,7 +17,7 @@ trainable parameters, printed). `--freia_coupling nice` uses FrEIA's stock `NICE
 (two couplings per block) instead: the same couplings, half the ActNorms and 1x1 convolutions.
 
 Timed: one CE training step on a fixed batch (`--batch`, default 64) of synthetic images with
-random labels, Adam 1e-3 on both sides: ours `FiRevNet.compile(Adam, sparse CE from logits)` +
+random labels, Adam 1e-3 on both sides: ours `FiRevNet.compile(make_optimizer("adam"), sparse CE from logits)` +
 `train_on_batch`; FrEIA `zero_grad`, forward (`jac=False`: CE needs no log-det), cross entropy,
 `loss.backward()`, `step()`. All cases alternate round-robin with `bench/speed.py`'s timing
 helper (`run_cases`), each side in its own process; the table gives median images/s over rounds and the paired per-round ratio
@@ -86,7 +87,7 @@ def parse_threads(text):
 
 
 def build_ours(couplings, filters, x, y, seed, threads=(0, 0)):
-    """Our fiRevNet, ActNorm-initialised on `x` and compiled as a plain Keras classifier."""
+    """Our fiRevNet, ActNorm-initialised on `x` and compiled as a plain Keras classifier (the library's Adam)."""
     import keras
     import tensorflow as tf
 
@@ -99,7 +100,11 @@ def build_ours(couplings, filters, x, y, seed, threads=(0, 0)):
     model = builders.conv(INPUT_SHAPE, NUM_CLASSES, blocks_per_stage=couplings, filters=filters,
                           batch_norm=False, seed=seed)
     model.initialize(x)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+    try:
+        from invertible_keras.training.optimizers import make_optimizer
+    except ImportError:  # revisions before the fused optimizers (bench/ab_step.py)
+        from invertible_keras.training.loop import make_optimizer
+    model.compile(optimizer=make_optimizer("adam", 1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
 

@@ -14,7 +14,8 @@ TensorFlow ops per category:
   1x1 weight from LU   composing W = P L (U + diag s): band masks, diag, the c x c MatMuls
   DCT readout          RFFT / IRFFT and friends of `DCTPooling`
   loss                 the cross entropy
-  optimizer            Adam's update ops (`adam/...`, variable assignments)
+  optimizer            Adam's update ops (`adam/...`, `fused_adam/...`, the fused ResourceApplyAdam
+                       kernels, variable assignments)
   D_phi, prior         (`--step objective`) the nuisance classifier's and the prior's ops
 
 Op durations are thread time: the executor runs independent ops on both cores at once, so
@@ -91,7 +92,8 @@ def category(op_name, op_type):
         return "D_phi"
     if "prior" in op_name:
         return "prior"
-    if op_name.startswith("adam/") or "/adam/" in op_name or "Assign" in op_type or op_type == "ReadVariableOp":
+    if ("adam" in op_name.split("/")[0] or "/adam/" in op_name or "Assign" in op_type or op_type == "ReadVariableOp"
+            or op_type.startswith("ResourceApply")):
         return "optimizer"
     if "Conv2D" in op_type:
         return "conv kernels"

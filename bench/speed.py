@@ -48,7 +48,8 @@ from configs import fashion_mnist  # noqa: E402
 from invertible_keras import metamers  # noqa: E402
 from invertible_keras.models import build_model  # noqa: E402
 from invertible_keras.models.nuisance_mlp import nuisance_classifier  # noqa: E402
-from invertible_keras.training.loop import build_network, make_optimizer  # noqa: E402
+from invertible_keras.training.loop import build_network  # noqa: E402
+from invertible_keras.training.optimizers import make_optimizer  # noqa: E402
 
 
 def parse_args():

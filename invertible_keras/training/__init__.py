@@ -7,5 +7,7 @@ imports nothing eagerly.
 - `priors`: `LatentPrior`, the factorial Gaussian prior over z (tensorflow-probability).
 - `objective`: `Objective` (CE, CE + MLE, iCE), which `FiRevNet.compile(loss=...)` attaches
   and whose step `FiRevNet.fit` runs; `AdversaryWarmup`.
+- `optimizers`: `FusedAdam`, `FusedAdamax` (Keras's, one TensorFlow kernel per variable update)
+  and `make_optimizer(name, ...)`.
 - `loop`: `train_and_evaluate(config, workdir)`, everything `python -m train.train` does.
 """

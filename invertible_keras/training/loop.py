@@ -52,6 +52,7 @@ from invertible_keras.run_dir import (  # noqa: F401 (API)
     WorkdirLockedError,
 )
 from invertible_keras.training.objective import AdversaryWarmup, Objective
+from invertible_keras.training.optimizers import make_optimizer
 
 DISTRIBUTE = ("auto", "none", "mirrored", "multi_worker")
 LOSS_NAMES = {"ce": "cross-entropy (CE)", "ce_mle": "CE + MLE", "ice": "independence cross-entropy (iCE)"}
@@ -89,20 +90,6 @@ def make_strategy(kind):
     if kind == "mirrored":
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
-
-
-def make_optimizer(name, learning_rate, weight_decay=0.0, momentum=0.9, clipnorm=None):
-    """A Keras optimizer by name; weight decay is decoupled (AdamW-style) when > 0."""
-    kwargs = {"learning_rate": learning_rate, "clipnorm": clipnorm}
-    if weight_decay:
-        kwargs["weight_decay"] = weight_decay
-    if name == "adam":
-        return keras.optimizers.Adam(**kwargs)
-    if name == "adamax":
-        return keras.optimizers.Adamax(**kwargs)
-    if name == "sgd":
-        return keras.optimizers.SGD(momentum=momentum, **kwargs)
-    raise ValueError(f"`train.optimizer` must be 'adam', 'adamax' or 'sgd'. Received: {name!r}")
 
 
 def build_network(config, example_batch):

@@ -1,7 +1,9 @@
 """One training step on one device and under MirroredStrategy on 2 logical CPUs.
 
 Run as a subprocess (logical devices must be configured before TensorFlow starts):
-    python -m tests.training.distributed_step LOSS ADVERSARY  ->  prints {"max_abs_diff": ..., ...}
+    python -m tests.training.distributed_step LOSS ADVERSARY [OPTIMIZER]  ->  prints {"max_abs_diff": ..., ...}
+
+OPTIMIZER is "sgd" (default) or a name of `optimizers.make_optimizer` (the fused kernels).
 """
 
 import json
@@ -14,22 +16,23 @@ import tensorflow as tf  # noqa: E402
 tf.config.set_logical_device_configuration(
     tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from invertible_keras.models import builders  # noqa: E402
 from invertible_keras.training.objective import Objective  # noqa: E402
+from invertible_keras.training.optimizers import make_optimizer  # noqa: E402
 from tests.layer_test_case import perturb_weights  # noqa: E402
 
 GLOBAL_BATCH = 8
 
 
-def make_model(loss, adversary, x, weights=None):
+def make_model(loss, adversary, optimizer, x, weights=None):
     network = builders.conv(input_shape=(8, 8, 1), num_classes=4, num_stages=2, blocks_per_stage=1,
                             filters=8, batch_norm=False, seed=0)
     network.initialize(x)
-    network.compile(optimizer=keras.optimizers.SGD(0.1),
-                    loss=Objective(loss, nuisance_optimizer=keras.optimizers.SGD(0.1), adversary=adversary,
+    network.compile(optimizer=make_optimizer(optimizer, 0.1 if optimizer == "sgd" else 0.01, momentum=0.0),
+                    loss=Objective(loss, nuisance_optimizer=make_optimizer(optimizer, 0.1 if optimizer == "sgd" else 0.01,
+                                                                         momentum=0.0), adversary=adversary,
                                    nuisance_steps=2, nuisance_hidden_units=(8, 8, 8)))
     if weights is None:
         perturb_weights(network, scale=0.05)
@@ -50,19 +53,19 @@ def set_state(model, values):
         variable.assign(value)
 
 
-def main(loss, adversary):
+def main(loss, adversary, optimizer="sgd"):
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (GLOBAL_BATCH, 8, 8, 1)).astype("float32")
     y = rng.integers(0, 4, GLOBAL_BATCH).astype("int32")
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
 
-    single = make_model(loss, adversary, x)
+    single = make_model(loss, adversary, optimizer, x)
     start = state(single)
     single.fit(dataset, epochs=1, verbose=0)
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
-        mirrored = make_model(loss, adversary, x, weights=start)
+        mirrored = make_model(loss, adversary, optimizer, x, weights=start)
     mirrored.fit(dataset, epochs=1, verbose=0)
 
     def max_abs_diff(first, second):
@@ -74,4 +77,4 @@ def main(loss, adversary):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])

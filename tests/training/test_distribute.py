@@ -10,11 +10,14 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.mark.parametrize("loss, adversary", [("ce", "uniform"), ("ice", "uniform")])
-def test_two_replicas_give_the_same_weights_as_one_device(loss, adversary):
-    """Also for the default adversary: D_phi's steps first, its synchronized input standardisation."""
+@pytest.mark.parametrize("loss, adversary, optimizer", [("ce", "uniform", "sgd"), ("ice", "uniform", "sgd"),
+                                                        ("ice", "uniform", "adamax")])
+def test_two_replicas_give_the_same_weights_as_one_device(loss, adversary, optimizer):
+    """Also for the default adversary (D_phi's steps first, its synchronized input standardisation)
+    and for a fused optimizer (one kernel per variable, on each replica's copy)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-m", "tests.training.distributed_step", loss, adversary], cwd=ROOT, env=env,
+    out = subprocess.run([sys.executable, "-m", "tests.training.distributed_step", loss, adversary, optimizer],
+                         cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
