@@ -30,9 +30,10 @@ def make_model(loss, adversary, optimizer, x, weights=None):
     network = builders.conv(input_shape=(8, 8, 1), num_classes=4, num_stages=2, blocks_per_stage=1,
                             filters=8, batch_norm=False, seed=0)
     network.initialize(x)
-    network.compile(optimizer=make_optimizer(optimizer, 0.1 if optimizer == "sgd" else 0.01, momentum=0.0),
-                    loss=Objective(loss, nuisance_optimizer=make_optimizer(optimizer, 0.1 if optimizer == "sgd" else 0.01,
-                                                                         momentum=0.0), adversary=adversary,
+    rate = 0.1 if optimizer == "sgd" else 0.01  # Adam-like steps move every weight by about the rate
+    network.compile(optimizer=make_optimizer(optimizer, rate, momentum=0.0),
+                    loss=Objective(loss, nuisance_optimizer=make_optimizer(optimizer, rate, momentum=0.0),
+                                   adversary=adversary,
                                    nuisance_steps=2, nuisance_hidden_units=(8, 8, 8)))
     if weights is None:
         perturb_weights(network, scale=0.05)
