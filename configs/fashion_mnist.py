@@ -26,6 +26,7 @@ def get_config(variant="cpu"):
     config.model.factor_out = False         # every logit a DC component (builders.conv)
     config.model.global_context = True      # RESULTS.md: -8.5 points of iCE logit error at 4 epochs
     config.model.semantic_head_units = 256  # RESULTS.md: -8 points of iCE logit error at 4 epochs
+    config.model.semantic_head_clamp = 0.0  # additive g; > 0: g also scales z_n (SemanticCoupling)
     config.train.optimizer = "adamax"
     config.train.learning_rate = 1e-3
     config.train.epochs = 12                # 12 passes over the 60k training images

@@ -30,6 +30,11 @@ import tensorflow as tf
 from invertible_keras.layers.base import InvertibleLayer, sum_except_batch, zeros_log_det
 
 
+def soft_clamp(raw, clamp):
+    """log s = clamp * (2/pi) * atan(raw / clamp): |log s| < clamp, log s = raw near 0."""
+    return clamp * (2.0 / math.pi) * tf.atan(raw / clamp)
+
+
 class Coupling(InvertibleLayer):
     """Shared split / subnet / swap machinery; subclasses write `_couple` and `_uncouple`.
 
@@ -178,7 +183,7 @@ class AffineCoupling(Coupling):
 
     def log_scale_and_shift(self, h):
         raw, shift = tf.split(h, 2, axis=-1)
-        return self.clamp * (2.0 / math.pi) * tf.atan(raw / self.clamp), shift
+        return soft_clamp(raw, self.clamp), shift
 
     def _couple(self, x2, h):
         log_s, t = self.log_scale_and_shift(h)

@@ -6,6 +6,10 @@
     n' = n + g(s')       z_n gains (or, trained, loses) any function of the logits
     inverse:  n = n' - g(s'),  s = s' - h(n)                        log|det J| = 0
 
+or, with `clamp`, an affine g that also rescales z_n by a function of the logits:
+
+    n' = n * exp(a(s')) + g(s'),  |a| < clamp (`coupling.soft_clamp`)   log|det J| = sum a(s')
+
 Two additive couplings with the uneven split C | d - C; h and g are dense ReLU bottlenecks
 (`Coupling`'s dense subnet), zero-initialised, so a new layer is the identity.
 
@@ -15,13 +19,20 @@ on the class; here g can subtract from z_n what the logits predict of it, and h 
 use the whole representation. The paper's fiRevNets read the logits straight from the DC
 components of the last stage; with this layer they are still z[:, :C] of a bijection with an
 exact inverse, but no longer pure DC components (see docs/design.md).
+
+Why a scale: with volume-preserving layers only, log|det J| is the same for every input, so
+the differential entropy of z given the class equals that of x given the class, plus a constant.
+If z_n is independent of the class, its entropy is the same for every class, and the whole
+difference between the classes' entropies must sit in the C entries of z_s. On Fashion-MNIST the
+differences are large (RESULTS.md), too large for z_s to hold. An a(s') that depends on the class
+lets the Jacobian carry them instead.
 """
 
 import keras
 import tensorflow as tf
 
 from invertible_keras.layers.base import zeros_log_det
-from invertible_keras.layers.coupling import Coupling
+from invertible_keras.layers.coupling import Coupling, soft_clamp
 
 
 @keras.saving.register_keras_serializable(package="invertible_keras")
@@ -32,6 +43,8 @@ class SemanticCoupling(Coupling):
         split: C, the number of leading entries (the logits); 1 <= C < d.
         hidden_units: width of the two hidden layers of h and of g.
         read_nuisances: also s' = s + h(n); False keeps only n' = n + g(s).
+        clamp: None: additive g (volume-preserving); a positive number: affine g, with the
+            log scale a(s') of z_n bounded by it.
         **kwargs: `Coupling` arguments (`batch_norm`, `zero_init`) and `keras.layers.Layer` ones.
 
     Input shape: `(batch, d)`.
@@ -40,12 +53,15 @@ class SemanticCoupling(Coupling):
 
     ranks = (2,)
 
-    def __init__(self, split, hidden_units=256, read_nuisances=True, **kwargs):
+    def __init__(self, split, hidden_units=256, read_nuisances=True, clamp=None, **kwargs):
         super().__init__(hidden_units=hidden_units, **kwargs)
         if not isinstance(split, int) or split < 1:
             raise ValueError(f"`split` must be a positive integer. Received: split={split!r}")
+        if clamp is not None and not clamp > 0:
+            raise ValueError(f"`clamp` must be None (additive) or positive (affine). Received: clamp={clamp!r}")
         self.split = split
         self.read_nuisances = bool(read_nuisances)
+        self.clamp = None if clamp is None else float(clamp)
 
     def build(self, input_shape):
         self._check_rank(tuple(input_shape), "input")
@@ -55,7 +71,7 @@ class SemanticCoupling(Coupling):
                              f"and needs more than {self.split} features. Received input shape {tuple(input_shape)}.")
         super(Coupling, self).build(input_shape)
         rest = width - self.split
-        self.nuisance_subnet = self._make_subnet(2, rest)  # g
+        self.nuisance_subnet = self._make_subnet(2, rest if self.clamp is None else 2 * rest)  # g (and a)
         self.nuisance_subnet.build((None, self.split))
         if self.read_nuisances:
             self.semantic_subnet = self._make_subnet(2, self.split)  # h
@@ -65,18 +81,34 @@ class SemanticCoupling(Coupling):
         s, n = tf.split(x, [self.split, -1], axis=-1)
         if self.read_nuisances:
             s = s + self.semantic_subnet(n, training=training)
-        n = n + self.nuisance_subnet(s, training=training)
-        return tf.concat([s, n], axis=-1), zeros_log_det(x)
+        log_scale, shift = self._scale_and_shift(s, training)
+        if log_scale is None:
+            n, log_det = n + shift, zeros_log_det(x)
+        else:
+            n, log_det = n * tf.exp(log_scale) + shift, tf.reduce_sum(log_scale, axis=-1)
+        return tf.concat([s, n], axis=-1), log_det
 
     def _inverse(self, y):
         s, n = tf.split(y, [self.split, -1], axis=-1)
-        n = n - self.nuisance_subnet(s, training=False)
+        log_scale, shift = self._scale_and_shift(s, False)
+        if log_scale is None:
+            n, log_det = n - shift, zeros_log_det(y)
+        else:
+            n, log_det = (n - shift) * tf.exp(-log_scale), -tf.reduce_sum(log_scale, axis=-1)
         if self.read_nuisances:
             s = s - self.semantic_subnet(n, training=False)
-        return tf.concat([s, n], axis=-1), zeros_log_det(y)
+        return tf.concat([s, n], axis=-1), log_det
+
+    def _scale_and_shift(self, s, training):
+        h = self.nuisance_subnet(s, training=training)
+        if self.clamp is None:
+            return None, h
+        raw, shift = tf.split(h, 2, axis=-1)
+        return soft_clamp(raw, self.clamp), shift
 
     def get_config(self):
-        config = {**super().get_config(), "split": self.split, "read_nuisances": self.read_nuisances}
+        config = {**super().get_config(), "split": self.split, "read_nuisances": self.read_nuisances,
+                  "clamp": self.clamp}
         for unused in ("kernel_size", "global_context"):  # dense subnets only
             config.pop(unused)
         return config

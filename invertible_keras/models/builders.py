@@ -56,6 +56,7 @@ def dense(input_dim=100, num_classes=2, num_blocks=4, hidden_units=256, mixing=F
 
 def conv(input_shape=(28, 28, 1), num_classes=10, num_stages=3, blocks_per_stage=2, filters=32,
          batch_norm=True, kernel_size=3, factor_out=False, global_context=False, semantic_head_units=0,
+         semantic_head_clamp=0.0,
          seed=None, reversible_gradients=False, dtype=None, name="firevnet_conv"):
     """The convolutional fiRevNet of the MNIST experiment (appendix B.2).
 
@@ -88,6 +89,8 @@ def conv(input_shape=(28, 28, 1), num_classes=10, num_stages=3, blocks_per_stage
         semantic_head_units: > 0 ends the network in a `SemanticCoupling` of the logits and
             the nuisances with subnets of this width (the logits are then no longer pure DC
             components); 0: none, as in the paper.
+        semantic_head_clamp: > 0 makes the head's g affine, scaling z_n by exp(a(logits)) with
+            |a| below this bound (`SemanticCoupling(clamp=...)`); 0: additive g.
         seed: base seed of the 1x1 convolutions' random rotations (None: random).
         reversible_gradients, dtype, name: see `FiRevNet`.
     """
@@ -116,7 +119,8 @@ def conv(input_shape=(28, 28, 1), num_classes=10, num_stages=3, blocks_per_stage
             + ("Use factor_out=False or a larger input. " if factor_out else
                "Use an input whose height and width can be squeezed (even sizes). ")
             + f"Received: input_shape={input_shape}, num_stages={num_stages}, factor_out={factor_out}.")
-    head = (SemanticCoupling(split=num_classes, hidden_units=semantic_head_units, dtype=dtype, name="semantic_head")
+    head = (SemanticCoupling(split=num_classes, hidden_units=semantic_head_units, clamp=semantic_head_clamp or None,
+                             dtype=dtype, name="semantic_head")
             if semantic_head_units else None)
     return FiRevNet(stages, input_shape, num_classes, factor_out=factor_out, head=head,
                     reversible_gradients=reversible_gradients, dtype=dtype, name=name)
@@ -181,7 +185,8 @@ def build_model(model_config):
       * dense: input_dim, num_classes, num_blocks, hidden_units, reversible_gradients,
         dtype, name (see `dense`);
       * conv: input_shape, num_classes, num_stages, blocks_per_stage, filters, batch_norm,
-        kernel_size, factor_out, global_context, semantic_head_units, seed, reversible_gradients,
+        kernel_size, factor_out, global_context, semantic_head_units, semantic_head_clamp, seed,
+        reversible_gradients,
         dtype, name (see `conv`);
       * imagenet: input_shape, num_classes, blocks_per_stage, filters, input_squeezes, clamp,
         reversible_gradients, dtype, name (see `imagenet`).

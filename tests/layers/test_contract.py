@@ -26,6 +26,7 @@ CASES = [
     ("SemanticCoupling", layers.SemanticCoupling, {"split": 2, "hidden_units": 8}, VECTOR),
     ("SemanticCoupling/write_only", layers.SemanticCoupling,
      {"split": 2, "hidden_units": 8, "read_nuisances": False}, VECTOR),
+    ("SemanticCoupling/affine", layers.SemanticCoupling, {"split": 2, "hidden_units": 8, "clamp": 1.5}, VECTOR),
 ]
 
 

@@ -28,6 +28,8 @@ VARIANTS = {
                                                  global_context=True, seed=0),
     "conv+semantic_head": lambda: builders.conv(blocks_per_stage=1, filters=8, batch_norm=False,
                                                 semantic_head_units=16, seed=0),
+    "conv+affine_semantic_head": lambda: builders.conv(blocks_per_stage=1, filters=8, batch_norm=False,
+                                                       semantic_head_units=16, semantic_head_clamp=2.0, seed=0),
     "imagenet64": lambda: builders.imagenet(input_shape=(64, 64, 3), blocks_per_stage=1, filters=8),
 }
 
@@ -141,12 +143,12 @@ def test_dense_log_det_equals_slogdet_of_jacobian():
     np.testing.assert_allclose(log_det, 0.0)  # additive couplings only: volume preserving
 
 
-@pytest.mark.parametrize("head_units", [0, 8])
-def test_conv_log_det_equals_slogdet_of_jacobian(head_units):
+@pytest.mark.parametrize("head_units, head_clamp", [(0, 0.0), (8, 0.0), (8, 1.5)])
+def test_conv_log_det_equals_slogdet_of_jacobian(head_units, head_clamp):
     # 8x8x1 -> 4x4x4 -> 2x2x8 -> 1x1x16: small enough for a 64x64 Jacobian, with ActNorm and
     # 1x1 convolutions contributing a non-zero log-det.
     model = builders.conv(input_shape=(8, 8, 1), num_classes=4, blocks_per_stage=1, filters=8, seed=0,
-                          semantic_head_units=head_units, dtype="float64")
+                          semantic_head_units=head_units, semantic_head_clamp=head_clamp, dtype="float64")
     x = np.random.default_rng(2).uniform(0, 1, (3, 8, 8, 1))
     model.initialize(x)
     perturb_weights(model, scale=0.1)
