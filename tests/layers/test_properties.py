@@ -105,19 +105,20 @@ def test_semantic_coupling_is_identity_when_new_and_moves_the_logits_only_throug
 
 
 def test_affine_semantic_coupling_scales_the_nuisances_by_a_function_of_the_logits():
+    keras.utils.set_random_seed(0)  # the hidden layer's initial weights
     x = images(4, 6)
     layer = layers.SemanticCoupling(split=2, hidden_units=8, read_nuisances=False, clamp=1.5)
     y, log_det = layer.forward_and_log_det(x)
     np.testing.assert_array_equal(y, x)  # zero-initialised: the identity
     np.testing.assert_array_equal(log_det, 0.0)
-    perturb_weights(layer.nuisance_subnet, scale=3.0)
+    perturb_weights(layer.nuisance_subnet, scale=1.0)
     y, log_det = (t.numpy() for t in layer.forward_and_log_det(x))
     raw, shift = np.split(layer.nuisance_subnet(x[:, :2]).numpy(), 2, axis=-1)
     log_scale = 1.5 * (2 / math.pi) * np.arctan(raw / 1.5)
     np.testing.assert_array_equal(y[:, :2], x[:, :2])
     np.testing.assert_allclose(y[:, 2:], x[:, 2:] * np.exp(log_scale) + shift, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(log_det, log_scale.sum(-1), rtol=1e-5, atol=1e-6)  # varies with the logits
-    assert np.ptp(log_det) > 0.1 and np.max(np.abs(log_scale)) < 1.5
+    assert np.ptp(log_det) > 1e-2 and np.max(np.abs(log_scale)) < 1.5
     with pytest.raises(ValueError, match="`clamp` must be None"):
         layers.SemanticCoupling(split=2, clamp=0.0)
 
