@@ -127,7 +127,7 @@ class FreiaFiRevNet(nn.Module):
                 nodes.append(split)
                 outputs.append(Ff.OutputNode((split, 1), name=f"factored_{stage + 1}"))
         self.last = Ff.OutputNode(nodes[-1], name="last_stage")  # (split, 0) after a split: the kept half
-        self.inn = Ff.GraphINN(nodes + outputs + [self.last])
+        self.inn = Ff.GraphINN(nodes + outputs + [self.last], force_tuple_output=True)  # one output too
         self.last_index = self.inn.out_nodes.index(self.last)
         self.register_buffer("basis", torch.tensor(dct_readout_basis(h, w), dtype=torch.float32))
 
