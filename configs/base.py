@@ -56,7 +56,8 @@ def get_config():
     config.ice.beta = 1.0                   # weight of the adversarial term
     config.ice.warmup_steps = (500, 2000)   # beta is 0 until the first step, full from the second; () off
     config.ice.gamma = 1.0                  # weight of L_MLE (ice and ce_mle)
-    config.ice.nuisance_steps = 5           # D_phi steps per batch, before the network's (authors' code)
+    config.ice.nuisance_steps = 5           # D_phi steps per batch (authors' code)
+    config.ice.nuisance_first = True        # D_phi's steps on a batch before the network's (authors' code); False: after
     config.ice.nuisance_hidden_units = (512, 512, 512)
     config.ice.nuisance_dropout = 0.0
     config.ice.nuisance_optimizer = "adamax"  # authors' code

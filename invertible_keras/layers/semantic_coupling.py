@@ -10,7 +10,13 @@ or, with `clamp`, an affine g that also rescales z_n by a function of the logits
 
     n' = n * exp(a(s')) + g(s'),  |a| < clamp (`coupling.soft_clamp`)   log|det J| = sum a(s')
 
-Two additive couplings with the uneven split C | d - C; h and g are dense ReLU bottlenecks
+and, with `nuisance_blocks=k`, k pairs of additive couplings of the two halves of n, each
+conditioned on the logits (a class-conditional flow on z_n):
+
+    n = [n1, n2]:  n2 <- n2 + a_i([s', n1]),  n1 <- n1 + b_i([s', n2])      i = 1..k
+    inverse:  n1 <- n1 - b_i([s', n2]),  n2 <- n2 - a_i([s', n1])           i = k..1
+
+Additive couplings with the uneven split C | d - C; h, g, a_i, b_i are dense ReLU bottlenecks
 (`Coupling`'s dense subnet), zero-initialised, so a new layer is the identity.
 
 Why: iCE asks that z_n carry no class information while z_s carries all of it. A multi-scale
@@ -45,6 +51,8 @@ class SemanticCoupling(Coupling):
         read_nuisances: also s' = s + h(n); False keeps only n' = n + g(s).
         clamp: None: additive g (volume-preserving); a positive number: affine g, with the
             log scale a(s') of z_n bounded by it.
+        nuisance_blocks: pairs of additive couplings of z_n's halves conditioned on the logits,
+            after g.
         **kwargs: `Coupling` arguments (`batch_norm`, `zero_init`) and `keras.layers.Layer` ones.
 
     Input shape: `(batch, d)`.
@@ -53,13 +61,15 @@ class SemanticCoupling(Coupling):
 
     ranks = (2,)
 
-    def __init__(self, split, hidden_units=256, read_nuisances=True, clamp=None, **kwargs):
+    def __init__(self, split, hidden_units=256, read_nuisances=True, clamp=None, nuisance_blocks=0, **kwargs):
         super().__init__(hidden_units=hidden_units, **kwargs)
         if not isinstance(split, int) or split < 1:
             raise ValueError(f"`split` must be a positive integer. Received: split={split!r}")
         if clamp is not None and not clamp > 0:
             raise ValueError(f"`clamp` must be None (additive) or positive (affine). Received: clamp={clamp!r}")
-        self.split = split
+        if not isinstance(nuisance_blocks, int) or nuisance_blocks < 0:
+            raise ValueError(f"`nuisance_blocks` must be a non-negative integer. Received: nuisance_blocks={nuisance_blocks!r}")
+        self.split, self.nuisance_blocks = split, nuisance_blocks
         self.read_nuisances = bool(read_nuisances)
         self.clamp = None if clamp is None else float(clamp)
 
@@ -76,6 +86,13 @@ class SemanticCoupling(Coupling):
         if self.read_nuisances:
             self.semantic_subnet = self._make_subnet(2, self.split)  # h
             self.semantic_subnet.build((None, rest))
+        self.halves = (rest // 2, rest - rest // 2)
+        self.conditional_subnets = []  # (a_i, b_i): a_i updates n2 from [s', n1], b_i n1 from [s', n2]
+        for _ in range(self.nuisance_blocks):
+            pair = (self._make_subnet(2, self.halves[1]), self._make_subnet(2, self.halves[0]))
+            pair[0].build((None, self.split + self.halves[0]))
+            pair[1].build((None, self.split + self.halves[1]))
+            self.conditional_subnets.append(pair)
 
     def _forward(self, x, training):
         s, n = tf.split(x, [self.split, -1], axis=-1)
@@ -86,10 +103,22 @@ class SemanticCoupling(Coupling):
             n, log_det = n + shift, zeros_log_det(x)
         else:
             n, log_det = n * tf.exp(log_scale) + shift, tf.reduce_sum(log_scale, axis=-1)
+        if self.conditional_subnets:
+            n1, n2 = tf.split(n, self.halves, axis=-1)
+            for a, b in self.conditional_subnets:
+                n2 = n2 + a(tf.concat([s, n1], axis=-1), training=training)
+                n1 = n1 + b(tf.concat([s, n2], axis=-1), training=training)
+            n = tf.concat([n1, n2], axis=-1)
         return tf.concat([s, n], axis=-1), log_det
 
     def _inverse(self, y):
         s, n = tf.split(y, [self.split, -1], axis=-1)
+        if self.conditional_subnets:
+            n1, n2 = tf.split(n, self.halves, axis=-1)
+            for a, b in reversed(self.conditional_subnets):
+                n1 = n1 - b(tf.concat([s, n2], axis=-1), training=False)
+                n2 = n2 - a(tf.concat([s, n1], axis=-1), training=False)
+            n = tf.concat([n1, n2], axis=-1)
         log_scale, shift = self._scale_and_shift(s, False)
         if log_scale is None:
             n, log_det = n - shift, zeros_log_det(y)
@@ -108,7 +137,7 @@ class SemanticCoupling(Coupling):
 
     def get_config(self):
         config = {**super().get_config(), "split": self.split, "read_nuisances": self.read_nuisances,
-                  "clamp": self.clamp}
+                  "clamp": self.clamp, "nuisance_blocks": self.nuisance_blocks}
         for unused in ("kernel_size", "global_context"):  # dense subnets only
             config.pop(unused)
         return config

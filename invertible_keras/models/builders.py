@@ -8,6 +8,7 @@ Each returns a `FiRevNet` (`models/firevnet.py`: the multi-scale chain and its r
 from the stages it lists.
 """
 
+import functools
 import inspect
 
 from invertible_keras.layers import (
@@ -56,7 +57,7 @@ def dense(input_dim=100, num_classes=2, num_blocks=4, hidden_units=256, mixing=F
 
 def conv(input_shape=(28, 28, 1), num_classes=10, num_stages=3, blocks_per_stage=2, filters=32,
          batch_norm=True, kernel_size=3, factor_out=False, global_context=False, semantic_head_units=0,
-         semantic_head_clamp=0.0,
+         semantic_head_clamp=0.0, semantic_head_blocks=0, affine_clamp=0.0,
          seed=None, reversible_gradients=False, dtype=None, name="firevnet_conv"):
     """The convolutional fiRevNet of the MNIST experiment (appendix B.2).
 
@@ -91,11 +92,17 @@ def conv(input_shape=(28, 28, 1), num_classes=10, num_stages=3, blocks_per_stage
             components); 0: none, as in the paper.
         semantic_head_clamp: > 0 makes the head's g affine, scaling z_n by exp(a(logits)) with
             |a| below this bound (`SemanticCoupling(clamp=...)`); 0: additive g.
+        semantic_head_blocks: pairs of couplings of z_n's halves conditioned on the logits in the
+            head (`SemanticCoupling(nuisance_blocks=...)`); 0: none.
+        affine_clamp: > 0 makes every coupling an `AffineCoupling` with |log s| below this
+            bound, so the log-determinant varies with the input; 0: additive couplings
+            (volume-preserving, the paper's MNIST model).
         seed: base seed of the 1x1 convolutions' random rotations (None: random).
         reversible_gradients, dtype, name: see `FiRevNet`.
     """
     input_shape = _image_shape(input_shape)
     h, w, c = input_shape
+    coupling = functools.partial(AffineCoupling, clamp=affine_clamp) if affine_clamp else AdditiveCoupling
     stages = []
     for k in range(num_stages):
         layers = []
@@ -106,8 +113,8 @@ def conv(input_shape=(28, 28, 1), num_classes=10, num_stages=3, blocks_per_stage
             layers += [
                 ActNorm(dtype=dtype),
                 Invertible1x1Conv(seed=None if seed is None else seed + k * blocks_per_stage + b, dtype=dtype),
-                AdditiveCoupling(hidden_units=filters, kernel_size=kernel_size, batch_norm=batch_norm,
-                                 global_context=global_context, dtype=dtype),
+                coupling(hidden_units=filters, kernel_size=kernel_size, batch_norm=batch_norm,
+                         global_context=global_context, dtype=dtype),
             ]
         stages.append(layers)
         if factor_out and k < num_stages - 1:
@@ -120,7 +127,7 @@ def conv(input_shape=(28, 28, 1), num_classes=10, num_stages=3, blocks_per_stage
                "Use an input whose height and width can be squeezed (even sizes). ")
             + f"Received: input_shape={input_shape}, num_stages={num_stages}, factor_out={factor_out}.")
     head = (SemanticCoupling(split=num_classes, hidden_units=semantic_head_units, clamp=semantic_head_clamp or None,
-                             dtype=dtype, name="semantic_head")
+                             nuisance_blocks=semantic_head_blocks, dtype=dtype, name="semantic_head")
             if semantic_head_units else None)
     return FiRevNet(stages, input_shape, num_classes, factor_out=factor_out, head=head,
                     reversible_gradients=reversible_gradients, dtype=dtype, name=name)
@@ -185,7 +192,8 @@ def build_model(model_config):
       * dense: input_dim, num_classes, num_blocks, hidden_units, reversible_gradients,
         dtype, name (see `dense`);
       * conv: input_shape, num_classes, num_stages, blocks_per_stage, filters, batch_norm,
-        kernel_size, factor_out, global_context, semantic_head_units, semantic_head_clamp, seed,
+        kernel_size, factor_out, global_context, semantic_head_units, semantic_head_clamp, semantic_head_blocks, affine_clamp,
+        seed,
         reversible_gradients,
         dtype, name (see `conv`);
       * imagenet: input_shape, num_classes, blocks_per_stage, filters, input_squeezes, clamp,

@@ -100,6 +100,7 @@ def build_network(config, example_batch):
     objective = Objective(
         t.loss, nuisance_optimizer=make_optimizer(ice.nuisance_optimizer, ice.nuisance_learning_rate),
         beta=ice.beta, gamma=ice.gamma, adversary=ice.adversary, nuisance_steps=ice.nuisance_steps,
+        nuisance_first=ice.nuisance_first,
         semantic_prior=ice.semantic_prior, nuisance_hidden_units=tuple(ice.nuisance_hidden_units),
         nuisance_dropout=ice.nuisance_dropout, num_levels=None if config.data.name == "spheres" else 256)
     network.compile(optimizer=make_optimizer(t.optimizer, network_learning_rate(config), t.weight_decay, t.momentum,

@@ -17,6 +17,9 @@ z = F(x) (the authors' order):
          L_sCE + beta * adversary + gamma * L_MLE        (kind="ice")
          L_sCE + gamma * L_MLE                           (kind="ce_mle", the control run)
          L_sCE                                           (kind="ce", the baseline)
+With `nuisance_first=False` the two are swapped: the network steps against D_phi as the earlier
+batches left it, so D_phi's predictions on this batch are those of a classifier on examples it
+has not fitted, then D_phi takes its steps on this batch.
 Under "ce" the prior and D_phi are still fitted (the prior on stop_gradient(z) and
 stop_gradient(log-det)), so they never change the network and the likelihood and online
 nuisance metrics stay comparable between the kinds.
@@ -47,7 +50,9 @@ class Objective:
             `adversary_weight`, which `AdversaryWarmup` may change while training.
         gamma: weight of L_MLE (iCE and CE + MLE).
         adversary: one of `losses.ADVERSARIES`.
-        nuisance_steps: steps of D_phi per batch, before the network's step.
+        nuisance_steps: steps of D_phi per batch.
+        nuisance_first: D_phi's steps on a batch come before the network's step on it (the
+            authors' order); False: after it.
         semantic_prior: density of z_s in L_MLE, one of `priors.SEMANTIC_PRIORS`.
         nuisance_hidden_units: widths of D_phi's ReLU layers.
         nuisance_dropout: dropout rate of D_phi's hidden layers.
@@ -56,7 +61,7 @@ class Objective:
     """
 
     def __init__(self, kind="ice", nuisance_optimizer=None, beta=1.0, gamma=1.0, adversary="uniform",
-                 nuisance_steps=5, semantic_prior="class_conditional", nuisance_hidden_units=(512, 512, 512),
+                 nuisance_steps=5, nuisance_first=True, semantic_prior="class_conditional", nuisance_hidden_units=(512, 512, 512),
                  nuisance_dropout=0.0, num_levels=None):
         if kind not in KINDS:
             raise ValueError(f"The objective must be one of {KINDS}. Received: {kind!r}")
@@ -68,6 +73,7 @@ class Objective:
             raise ValueError(f"`beta` and `gamma` must be non-negative. Received: beta={beta!r}, gamma={gamma!r}")
         self.kind, self.beta, self.gamma = kind, float(beta), float(gamma)
         self.adversary, self.nuisance_steps, self.num_levels = adversary, nuisance_steps, num_levels
+        self.nuisance_first = bool(nuisance_first)
         self.nuisance_optimizer = nuisance_optimizer or keras.optimizers.Adamax(1e-3)
         self.semantic_prior = semantic_prior
         self.nuisance_hidden_units, self.nuisance_dropout = tuple(nuisance_hidden_units), nuisance_dropout
@@ -147,11 +153,16 @@ class Objective:
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             z, log_det = self.network.forward_and_log_det(x, training=True)
-            with tape.stop_recording():
-                self.fit_nuisance_classifier(z[:, self.num_classes:], y)
-            # D_phi's variables are read after its updates (automatic control dependencies).
+            if self.nuisance_first:
+                with tape.stop_recording():
+                    self.fit_nuisance_classifier(z[:, self.num_classes:], y)
+            # Automatic control dependencies order D_phi's reads here after (first) or before
+            # (not first) its updates on this batch.
             terms, nuisance_logits = self.terms(z, log_det, y, training=True)
             loss = tf.nn.compute_average_loss(terms["loss"])
+            if not self.nuisance_first:
+                with tape.stop_recording():
+                    self.fit_nuisance_classifier(z[:, self.num_classes:], y)
         variables = self.trainable_variables
         self.network.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return self._update_metrics(terms, y, z, nuisance_logits)

@@ -27,6 +27,8 @@ CASES = [
     ("SemanticCoupling/write_only", layers.SemanticCoupling,
      {"split": 2, "hidden_units": 8, "read_nuisances": False}, VECTOR),
     ("SemanticCoupling/affine", layers.SemanticCoupling, {"split": 2, "hidden_units": 8, "clamp": 1.5}, VECTOR),
+    ("SemanticCoupling/conditional_blocks", layers.SemanticCoupling,
+     {"split": 2, "hidden_units": 8, "clamp": 1.5, "nuisance_blocks": 2}, VECTOR),
 ]
 
 

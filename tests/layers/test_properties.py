@@ -123,6 +123,26 @@ def test_affine_semantic_coupling_scales_the_nuisances_by_a_function_of_the_logi
         layers.SemanticCoupling(split=2, clamp=0.0)
 
 
+def test_conditional_blocks_couple_the_nuisance_halves_given_the_logits():
+    x = images(4, 7)  # n has 5 entries: halves of 2 and 3
+    layer = layers.SemanticCoupling(split=2, hidden_units=8, nuisance_blocks=1)
+    np.testing.assert_array_equal(layer(x), x)  # zero-initialised: the identity
+    a, b = layer.conditional_subnets[0]
+    perturb_weights(a)
+    perturb_weights(b)  # h and g stay zero: s' = s, and n changes through a and b only
+    y, log_det = (t.numpy() for t in layer.forward_and_log_det(x))
+    s, n1, n2 = x[:, :2], x[:, 2:4], x[:, 4:]
+    n2 = n2 + a(np.concatenate([s, n1], -1)).numpy()
+    n1 = n1 + b(np.concatenate([s, n2], -1)).numpy()
+    np.testing.assert_allclose(y, np.concatenate([s, n1, n2], -1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(log_det, 0.0)
+    assert np.abs(y - x).max() > 1e-2  # the blocks moved z_n
+    x_again = layer.inverse(y).numpy()
+    np.testing.assert_allclose(x_again, x, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="`nuisance_blocks` must be a non-negative integer"):
+        layers.SemanticCoupling(split=2, nuisance_blocks=-1)
+
+
 def test_semantic_coupling_needs_a_flat_input_wider_than_its_split():
     with pytest.raises(ValueError, match="needs more than 6 features"):
         layers.SemanticCoupling(split=6).forward_and_log_det(images(2, 6))

@@ -30,6 +30,10 @@ VARIANTS = {
                                                 semantic_head_units=16, seed=0),
     "conv+affine_semantic_head": lambda: builders.conv(blocks_per_stage=1, filters=8, batch_norm=False,
                                                        semantic_head_units=16, semantic_head_clamp=2.0, seed=0),
+    "conv+semantic_head_blocks": lambda: builders.conv(blocks_per_stage=1, filters=8, batch_norm=False,
+                                                       semantic_head_units=16, semantic_head_blocks=1, seed=0),
+    "conv+affine": lambda: builders.conv(blocks_per_stage=1, filters=8, batch_norm=False, global_context=True,
+                                         affine_clamp=2.0, seed=0),
     "imagenet64": lambda: builders.imagenet(input_shape=(64, 64, 3), blocks_per_stage=1, filters=8),
 }
 
@@ -43,6 +47,7 @@ def zero_initialised_layers(model):
     last = [c.subnet.layers[-1] for c in couplings(model)]
     if model.head is not None:
         last += [model.head.nuisance_subnet.layers[-1], model.head.semantic_subnet.layers[-1]]
+        last += [subnet.layers[-1] for pair in model.head.conditional_subnets for subnet in pair]
     return last
 
 
@@ -51,8 +56,11 @@ def trained(request):
     model = VARIANTS[request.param]()
     x, y = make_inputs(model)
     train_a_few_steps(model, x, y)
-    if model.head is not None:  # CE moves h only; g (into z_n) trains under the likelihood
+    if model.head is not None:  # CE moves h only; g and the blocks (in z_n) train under the likelihood
         perturb_weights(model.head.nuisance_subnet)
+        for pair in model.head.conditional_subnets:
+            for subnet in pair:
+                perturb_weights(subnet)
     return request.param, model, x
 
 
@@ -143,12 +151,15 @@ def test_dense_log_det_equals_slogdet_of_jacobian():
     np.testing.assert_allclose(log_det, 0.0)  # additive couplings only: volume preserving
 
 
-@pytest.mark.parametrize("head_units, head_clamp", [(0, 0.0), (8, 0.0), (8, 1.5)])
-def test_conv_log_det_equals_slogdet_of_jacobian(head_units, head_clamp):
+@pytest.mark.parametrize("head_units, head_clamp, head_blocks, affine_clamp",
+                         [(0, 0.0, 0, 0.0), (8, 0.0, 0, 0.0), (8, 1.5, 0, 0.0), (8, 1.5, 1, 0.0), (0, 0.0, 0, 1.5)])
+def test_conv_log_det_equals_slogdet_of_jacobian(head_units, head_clamp, head_blocks, affine_clamp):
     # 8x8x1 -> 4x4x4 -> 2x2x8 -> 1x1x16: small enough for a 64x64 Jacobian, with ActNorm and
     # 1x1 convolutions contributing a non-zero log-det.
     model = builders.conv(input_shape=(8, 8, 1), num_classes=4, blocks_per_stage=1, filters=8, seed=0,
-                          semantic_head_units=head_units, semantic_head_clamp=head_clamp, dtype="float64")
+                          semantic_head_units=head_units, semantic_head_clamp=head_clamp,
+                          semantic_head_blocks=head_blocks, affine_clamp=affine_clamp,
+                          dtype="float64")
     x = np.random.default_rng(2).uniform(0, 1, (3, 8, 8, 1))
     model.initialize(x)
     perturb_weights(model, scale=0.1)

@@ -38,14 +38,14 @@ def _softplus(x):
 
 
 def make_model(loss="ice", adversary="negative", beta=0.7, gamma=0.3, lr=1e-2, nuisance_lr=1e-2, nuisance_steps=1,
-               semantic_prior="class_conditional", seed=0):
+               semantic_prior="class_conditional", nuisance_first=True, seed=0):
     keras.utils.set_random_seed(seed)
     network = builders.dense(input_dim=DIM, hidden_units=8)
     network.forward_and_log_det(np.zeros((1, DIM), "float32"))
     perturb_weights(network, scale=0.3)
     objective = Objective(loss, nuisance_optimizer=keras.optimizers.SGD(nuisance_lr), beta=beta, gamma=gamma,
-                          adversary=adversary, nuisance_steps=nuisance_steps, semantic_prior=semantic_prior,
-                          nuisance_hidden_units=(8, 8, 8))
+                          adversary=adversary, nuisance_steps=nuisance_steps, nuisance_first=nuisance_first,
+                          semantic_prior=semantic_prior, nuisance_hidden_units=(8, 8, 8))
     network.compile(optimizer=keras.optimizers.SGD(lr), loss=objective)
     for variable in objective.prior.trainable_variables:  # away from the symmetric start
         variable.assign(variable + 0.3 * RNG.standard_normal(variable.shape).astype("float32"))
@@ -191,28 +191,32 @@ def test_adversarial_step_raises_the_frozen_nuisance_classifiers_loss(adversary)
     assert plain < before + 0.01
 
 
-def test_nuisance_steps_update_d_on_the_current_batch_before_the_network_step():
-    """k steps of D_phi on stop_gradient(z_n) of this batch (network weights before the step)."""
+@pytest.mark.parametrize("nuisance_first", [True, False])
+def test_nuisance_steps_update_d_on_the_current_batch(nuisance_first):
+    """k steps of D_phi on stop_gradient(z_n) of this batch (network weights before the step);
+    the network's adversary term sees D_phi after them (first) or before them (not first)."""
     x, y = batch(16)
-    model = make_model(adversary="uniform", nuisance_steps=3, lr=0.1, nuisance_lr=0.1)
+    model = make_model(adversary="uniform", nuisance_steps=3, lr=0.1, nuisance_lr=0.1, nuisance_first=nuisance_first)
     reference = make_model(adversary="uniform", nuisance_steps=3, lr=0.1, nuisance_lr=0.1)
     set_state(reference, get_state(model))
 
     z_n = reference.forward_and_log_det(x, training=True)[0][:, 2:]
     d, sgd = reference.objective.nuisance_classifier, keras.optimizers.SGD(0.1)
+    adversary_before = float(tf.reduce_mean(losses.adversary(y, d(z_n, training=True), "uniform")))
     for _ in range(3):
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(losses.cross_entropy(y, d(z_n, training=True)))
         sgd.apply_gradients(zip(tape.gradient(loss, d.trainable_variables), d.trainable_variables))
-    expected_adversary = float(tf.reduce_mean(losses.adversary(y, d(z_n, training=True), "uniform")))
+    adversary_after = float(tf.reduce_mean(losses.adversary(y, d(z_n, training=True), "uniform")))
+    assert abs(adversary_after - adversary_before) > 1e-3, "the case cannot tell the two orders apart"
 
     logs = model.train_on_batch(x, y, return_dict=True)
     assert int(model.objective.nuisance_optimizer.iterations.numpy()) == 3
     assert int(model.optimizer.iterations.numpy()) == 1
     for got, want in zip(model.objective.nuisance_classifier.trainable_variables, d.trainable_variables):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-6)
-    # The network's step saw the fresh D_phi: its adversary term is the updated classifier's.
-    np.testing.assert_allclose(logs["adversary"], expected_adversary, rtol=1e-4)
+    expected = adversary_after if nuisance_first else adversary_before
+    np.testing.assert_allclose(logs["adversary"], expected, rtol=1e-4)
 
 
 @pytest.mark.parametrize("loss", ["ce", "ce_mle", "ice"])
