@@ -68,7 +68,8 @@ class SemanticCoupling(Coupling):
         if clamp is not None and not clamp > 0:
             raise ValueError(f"`clamp` must be None (additive) or positive (affine). Received: clamp={clamp!r}")
         if not isinstance(nuisance_blocks, int) or nuisance_blocks < 0:
-            raise ValueError(f"`nuisance_blocks` must be a non-negative integer. Received: nuisance_blocks={nuisance_blocks!r}")
+            raise ValueError("`nuisance_blocks` must be a non-negative integer. "
+                             f"Received: nuisance_blocks={nuisance_blocks!r}")
         self.split, self.nuisance_blocks = split, nuisance_blocks
         self.read_nuisances = bool(read_nuisances)
         self.clamp = None if clamp is None else float(clamp)

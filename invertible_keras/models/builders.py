@@ -192,10 +192,8 @@ def build_model(model_config):
       * dense: input_dim, num_classes, num_blocks, hidden_units, reversible_gradients,
         dtype, name (see `dense`);
       * conv: input_shape, num_classes, num_stages, blocks_per_stage, filters, batch_norm,
-        kernel_size, factor_out, global_context, semantic_head_units, semantic_head_clamp, semantic_head_blocks, affine_clamp,
-        seed,
-        reversible_gradients,
-        dtype, name (see `conv`);
+        kernel_size, factor_out, global_context, semantic_head_units, semantic_head_clamp,
+        semantic_head_blocks, affine_clamp, seed, reversible_gradients, dtype, name (see `conv`);
       * imagenet: input_shape, num_classes, blocks_per_stage, filters, input_squeezes, clamp,
         reversible_gradients, dtype, name (see `imagenet`).
     Any other field is an error, so that a misspelt hyperparameter never goes unnoticed.

@@ -61,8 +61,8 @@ class Objective:
     """
 
     def __init__(self, kind="ice", nuisance_optimizer=None, beta=1.0, gamma=1.0, adversary="uniform",
-                 nuisance_steps=5, nuisance_first=True, semantic_prior="class_conditional", nuisance_hidden_units=(512, 512, 512),
-                 nuisance_dropout=0.0, num_levels=None):
+                 nuisance_steps=5, nuisance_first=True, semantic_prior="class_conditional",
+                 nuisance_hidden_units=(512, 512, 512), nuisance_dropout=0.0, num_levels=None):
         if kind not in KINDS:
             raise ValueError(f"The objective must be one of {KINDS}. Received: {kind!r}")
         if adversary not in losses.ADVERSARIES:
