@@ -160,9 +160,8 @@ class Objective:
             # (not first) its updates on this batch.
             terms, nuisance_logits = self.terms(z, log_det, y, training=True)
             loss = tf.nn.compute_average_loss(terms["loss"])
-            if not self.nuisance_first:
-                with tape.stop_recording():
-                    self.fit_nuisance_classifier(z[:, self.num_classes:], y)
+        if not self.nuisance_first:
+            self.fit_nuisance_classifier(z[:, self.num_classes:], y)
         variables = self.trainable_variables
         self.network.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return self._update_metrics(terms, y, z, nuisance_logits)
