@@ -1,8 +1,8 @@
 """Fashion-MNIST conv fiRevNet (the paper's MNIST recipe, appendix B, on Fashion-MNIST).
 
 `:cpu` (default) is sized for a 2-core CPU: 3 stages x 4 blocks x 48 filters with a global
-branch in every coupling subnet and a semantic coupling at the end, 12 epochs with a cosine
-learning rate (wall times in RESULTS.md); `:paper` is appendix B: 3 stages x 16 blocks x 128
+branch in every coupling subnet and a semantic coupling at the end, random shifts of 1 px, 12
+epochs with a cosine learning rate (wall times in RESULTS.md); `:paper` is appendix B: 3 stages x 16 blocks x 128
 filters with batch norm, Adamax 1e-3, 100 epochs, lr x0.2 every 30, batch 64, l2 1e-4, random
 shifts of 3 px, dequantised inputs, nuisance classifier 3 x 512, 5 nuisance steps (authors' code);
 `:quick` is a seconds-long run for tests of `python -m train.reproduce --quick`.
@@ -18,6 +18,7 @@ def get_config(variant="cpu"):
     config.data.name = "fashion_mnist"
     config.data.idx_dir = None              # default: /usr/share/datasets/fashion-mnist (Debian)
     config.data.dequantize = True
+    config.data.random_shift = 1            # RESULTS.md: CE at 12 epochs overfits (train 1.4 %, test 10.1 %)
     config.data.batch_size = 64
     config.model.kind = "conv"
     config.model.blocks_per_stage = 4
